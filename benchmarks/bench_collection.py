@@ -6,12 +6,13 @@
 2. Memory: peak resident memory of a collection over N=100 and N=1000 samples, each in a fresh child process
    (ru_maxrss). Target: within 10% (statistics are O(layers x features), not O(N)).
 
-    python benchmarks/bench_collection.py [--n 64] [--repeats 3] [--memory-n 100,1000]
+    python benchmarks/bench_collection.py [--n 64] [--repeats 3] [--memory-n 100,1000]  (--repeats 0: memory only)
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -22,14 +23,29 @@ import tempfile
 import time
 
 
-def _setup(n: int, seed: int = 0):
+@contextlib.contextmanager
+def _fresh_run_cache():
+    """Runs go to a temporary cache (nothing reopened or reused); the real one is restored afterwards."""
+    before = os.environ.get("CORRSTEER_CACHE")
+    with tempfile.TemporaryDirectory() as cache:
+        os.environ["CORRSTEER_CACHE"] = cache
+        try:
+            yield
+        finally:
+            if before is None:
+                del os.environ["CORRSTEER_CACHE"]
+            else:
+                os.environ["CORRSTEER_CACHE"] = before
+
+
+def _setup(n: int, seed: int = 0, level: str = "medium"):
     from corrsteer_core.loading import load_model
     from corrsteer_core.saes import load_saes
     from corrsteer_core.tasks import get_task
 
     lm = load_model("smollm2-135m-it")
     saes = load_saes(lm)
-    task = get_task("arithmetic", limit=n, seed=seed)
+    task = get_task("arithmetic", limit=n, seed=seed, level=level)
     return lm, saes, task
 
 
@@ -42,8 +58,7 @@ def throughput(n: int, repeats: int) -> dict:
     items = list(task.items)
     ratios, plain_times, collect_times = [], [], []
     for rep in range(repeats):
-        with tempfile.TemporaryDirectory() as cache:  # a fresh cache: nothing reopened, nothing reused
-            os.environ["CORRSTEER_CACHE"] = cache
+        with _fresh_run_cache():
             start = time.perf_counter()
             run_items(lm, task, items, cfg=GenerateConfig(batch_size=16))
             plain = time.perf_counter() - start
@@ -67,9 +82,8 @@ def _child_peak(n: int) -> dict:
     from corrsteer_core.collect import collect_activations
     from corrsteer_core.config import CollectConfig
 
-    lm, saes, task = _setup(n, seed=1)
-    with tempfile.TemporaryDirectory() as cache:
-        os.environ["CORRSTEER_CACHE"] = cache
+    lm, saes, task = _setup(n, seed=1, level="hard")  # "hard" has enough distinct problems for N=1000
+    with _fresh_run_cache():
         start = time.perf_counter()
         collect_activations(lm, saes, task, list(task.items), CollectConfig(batch_size=16))
         seconds = time.perf_counter() - start
@@ -96,13 +110,9 @@ def main() -> None:
     if args.child:
         print(json.dumps(_child_peak(args.child)))
         return
-    t = throughput(args.n, args.repeats)
-    print(f"throughput on {t['n']} arithmetic prompts, {t['layers']} layers x {t['features']} features:")
-    print(f"  plain generation {t['plain_s']:.1f} s, collection {t['collect_s']:.1f} s")
-    print(
-        f"  collection throughput / plain generation = {t['throughput_ratio']:.2f} "
-        f"(target >= 0.67: {'met' if t['throughput_ratio'] >= 0.67 else 'NOT met'})"
-    )
+    if args.repeats > 0:
+        t = throughput(args.n, args.repeats)
+        _print_throughput(t)
     rows = memory([int(x) for x in args.memory_n.split(",")])
     for row in rows:
         print(f"  N={row['n']:>5}: peak RSS {row['peak_rss_mb']:.0f} MB ({row['seconds']:.0f} s)")
@@ -110,6 +120,15 @@ def main() -> None:
     print(
         f"peak memory N={rows[-1]['n']} / N={rows[0]['n']} = {ratio:.3f} (target within 10%: "
         f"{'met' if abs(ratio - 1) <= 0.10 else 'NOT met'})"
+    )
+
+
+def _print_throughput(t: dict) -> None:
+    print(f"throughput on {t['n']} arithmetic prompts, {t['layers']} layers x {t['features']} features:")
+    print(f"  plain generation {t['plain_s']:.1f} s, collection {t['collect_s']:.1f} s")
+    print(
+        f"  collection throughput / plain generation = {t['throughput_ratio']:.2f} "
+        f"(target >= 0.67: {'met' if t['throughput_ratio'] >= 0.67 else 'NOT met'})"
     )
 
 

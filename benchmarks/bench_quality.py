@@ -40,12 +40,14 @@ from corrsteer_core.steer import GenerateConfig
 SIZES: dict[str, dict[str, Any]] = {
     "arithmetic": {"n_train": 300, "n_val": 100, "n_test": 200},
     "capitals": {"n_train": 87, "n_val": 30, "n_test": 70},
-    "safety": {"n_train": 240, "n_val": 120, "n_test": 240},
+    # paired behaviours: refusal features are selected on the harmful half (correct = refused), while validation
+    # and test keep both halves, so over-refusal of the harmless look-alikes shows up as NEG
+    "safety": {"n_train": 360, "n_val": 120, "n_test": 240, "select_where": {"label": "harmful"}},
     "format": {"n_train": 300, "n_val": 100, "n_test": 200},
     "bbq_ambig": {"limit": 1500, "n_train": 800, "n_val": 200, "n_test": 500},
     "bbq_disambig": {"limit": 1500, "n_train": 800, "n_val": 200, "n_test": 500},
     "harmbench": {"n_train": 100, "n_val": 30, "n_test": 70},
-    "xstest": {"n_train": 200, "n_val": 50, "n_test": 200},
+    "xstest": {"n_train": 200, "n_val": 50, "n_test": 200, "select_where": {"label": "harmful"}},
     "gsm8k": {"limit": 120, "n_train": 70, "n_val": 10, "n_test": 40},
 }
 SELECTOR_CONDITIONS = ("mi", "fisher", "caa", "random", "shuffled")
@@ -96,16 +98,27 @@ def _profile_for(condition: str, ctx: dict[str, Any], progress: Any) -> Steering
 
 def run_task(name: str, conditions: list[str], seed: int, args: argparse.Namespace, lm: Any, saes: Any) -> dict:
     sizes = dict(SIZES.get(name, {"n_train": 200, "n_val": 50, "n_test": 100}))
+    for pair in filter(None, args.sizes.split(",")):
+        key, _, value = pair.partition("=")
+        if key not in ("limit", "n_train", "n_val", "n_test"):
+            raise SystemExit(f"--sizes takes limit, n_train, n_val, n_test; got {key!r}")
+        sizes[key] = int(value)
     task_spec = TaskSpec(name=name, limit=sizes.pop("limit", None))
     split_spec = SplitSpec(seed=args.split_seed, **sizes)
     task = resolve_task(task_spec)
     splits = resolve_splits(task, split_spec)
-    train = splits.train
-    if seed:  # repeats over selection seeds: a different selection sample, the same test items
+    train, validation = splits.train, splits.validation
+    if seed:  # repeats over selection seeds: selection and validation re-drawn from their pool, same test items
+        import dataclasses
         import random
 
-        pool = list(splits.train) + list(splits.validation)
-        train = tuple(random.Random(seed).sample(pool, len(splits.train)))
+        unfiltered = resolve_splits(task, dataclasses.replace(split_spec, select_where=None))
+        pool = list(unfiltered.train) + list(unfiltered.validation)
+        random.Random(seed).shuffle(pool)
+        validation = tuple(pool[: len(unfiltered.validation)])
+        where = split_spec.select_where or {}
+        train = tuple(i for i in pool[len(validation) :] if all(i.metadata.get(k) == v for k, v in where.items()))
+        splits = dataclasses.replace(splits, train=train, validation=validation)
     gen = GenerateConfig(batch_size=args.batch_size)
     started = time.perf_counter()
     with tqdm_progress() as progress:
@@ -123,13 +136,22 @@ def run_task(name: str, conditions: list[str], seed: int, args: argparse.Namespa
             "lm": lm,
             "saes": saes,
             "task": task,
-            "val": splits.validation,
+            "val": validation,
             "gen": gen,
             "seed": seed,
-            "opt": OptimizeConfig(lam=args.lam, budget=args.budget),
+            "opt": OptimizeConfig(
+                lam=args.lam,
+                budget=args.budget,
+                screen_top=args.screen_top,
+                screen_scales=(1.0,),  # shared with P's layer-alone generations (disk cache)
+                forward_scales=(0.25, 0.5, 1.0),
+                pool_size=4,
+                max_layers=3,
+            ),
         }
         rows = []
         for condition in conditions:
+            condition_started = time.perf_counter()
             profile = _profile_for(condition, ctx, progress)
             result = evaluate_profile(
                 lm, saes, task, splits.test, profile, cfg=gen, progress=progress, label=condition
@@ -142,6 +164,9 @@ def run_task(name: str, conditions: list[str], seed: int, args: argparse.Namespa
                     "layers": len(profile.enabled),
                     "cum_rel_norm": cumulative_relative_norm(diag),
                     "groups": _group_rows(result, task.paired_key),
+                    "validation": profile.provenance.get("validation"),
+                    "kept_layers": profile.provenance.get("kept_layers"),
+                    "seconds": time.perf_counter() - condition_started,
                     "steered_layers": [
                         [s.layer, s.feature, s.scale * profile.global_scale] for s in profile.enabled
                     ],
@@ -150,9 +175,7 @@ def run_task(name: str, conditions: list[str], seed: int, args: argparse.Namespa
     return {
         "task": name,
         "seed": seed,
-        "sizes": {
-            k: len(v) for k, v in (("train", train), ("validation", splits.validation), ("test", splits.test))
-        },
+        "sizes": {k: len(v) for k, v in (("train", train), ("validation", validation), ("test", splits.test))},
         "n_correct_selection": run.stats.n_correct,
         "warnings": run.warnings,
         "seconds": time.perf_counter() - started,
@@ -198,8 +221,14 @@ def main() -> None:
     parser.add_argument("--split-seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lam", type=float, default=1.0)
-    parser.add_argument("--budget", type=int, default=6000)
+    parser.add_argument("--budget", type=int, default=6000, help="O: generations per search")
+    parser.add_argument("--screen-top", type=int, default=10, help="O: layers screened (highest r)")
+    parser.add_argument("--sizes", default="", help="override split sizes, e.g. n_val=60,n_test=200")
+    parser.add_argument(
+        "--control-of", default="A,S,P,O", help="variants that get controls with --controls (comma list)"
+    )
     parser.add_argument("--out", default="docs/results")
+    parser.add_argument("--tag", default="", help="results file suffix: docs/results/<task>-<tag>.json")
     args = parser.parse_args()
     conditions = args.conditions.split(",")
     if args.controls:
@@ -207,7 +236,7 @@ def main() -> None:
             f"{c}:{v}"
             for v in list(conditions)
             for c in ("random-directions", "shuffled-labels")
-            if v in ("A", "S", "P", "O") or v.startswith("A@")
+            if v in args.control_of.split(",")
         ]
     lm = load_model("smollm2-135m-it")
     saes = load_saes(lm)
@@ -217,13 +246,15 @@ def main() -> None:
         results = [run_task(name, conditions, int(seed), args, lm, saes) for seed in args.seeds.split(",")]
         for result in results:
             print(markdown(result), flush=True)
+        seed_lines = []
         if len(results) > 1:
             for i, condition in enumerate(conditions):
-                diffs = [r["rows"][i]["diff"] for r in results]
-                m, sd = mean_std(diffs)
-                print(f"{name} {condition}: diff over seeds {m:+.1%} ± {sd:.1%}")
-        suffix = "" if not args.controls else "-controls"
+                m, sd = mean_std([r["rows"][i]["diff"] for r in results])
+                seed_lines.append(f"{name} {condition}: diff over seeds {m:+.1%} ± {sd:.1%}")
+                print(seed_lines[-1])
+        suffix = f"-{args.tag}" if args.tag else ""
         (out / f"{name}{suffix}.json").write_text(json.dumps(results, indent=1, default=str), encoding="utf-8")
+        (out / f"{name}{suffix}.md").write_text("\n\n".join([*map(markdown, results), *seed_lines]) + "\n")
 
 
 if __name__ == "__main__":

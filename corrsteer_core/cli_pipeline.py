@@ -27,14 +27,14 @@ def _csv_ints(text: str | None) -> tuple[int, ...] | None:
     return parse_layers(text)
 
 
-def _options(pairs: list[str] | None) -> dict[str, str]:
+def _options(pairs: list[str] | None, flag: str = "--scorer-option") -> dict[str, str]:
     from corrsteer_core.errors import ConfigError
 
     out = {}
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise ConfigError(f"--scorer-option takes KEY=VALUE, got {pair!r}")
+            raise ConfigError(f"{flag} takes KEY=VALUE, got {pair!r}")
         out[key] = value
     return out
 
@@ -82,7 +82,13 @@ def _select(args: argparse.Namespace) -> int:
     from corrsteer_core.steer import GenerateConfig
 
     task_spec = _task_spec(args)
-    split_spec = SplitSpec(n_train=args.n_train, n_val=args.n_val, n_test=args.n_test, seed=args.split_seed)
+    split_spec = SplitSpec(
+        n_train=args.n_train,
+        n_val=args.n_val,
+        n_test=args.n_test,
+        seed=args.split_seed,
+        select_where=_options(args.select_where, "--select-where") or None,
+    )
     collect_cfg = CollectConfig(
         batch_size=args.batch_size,
         max_new_tokens=args.max_new_tokens,
@@ -127,7 +133,7 @@ def _select(args: argparse.Namespace) -> int:
                 base.profile,
                 task,
                 splits.validation,
-                cfg=OptimizeConfig(lam=args.lam, budget=args.budget),
+                cfg=OptimizeConfig(lam=args.lam, budget=args.budget, screen_top=args.screen_top),
                 gen=gen,
                 progress=progress,
             )
@@ -184,7 +190,13 @@ def _evaluation_items(profile: Any, args: argparse.Namespace) -> tuple[Any, Any,
 
     if args.task or args.custom:
         task_spec = _task_spec(args)
-        split_spec = SplitSpec(n_train=args.n_train, n_val=args.n_val, n_test=args.n_test, seed=args.split_seed)
+        split_spec = SplitSpec(
+            n_train=args.n_train,
+            n_val=args.n_val,
+            n_test=args.n_test,
+            seed=args.split_seed,
+            select_where=_options(args.select_where, "--select-where") or None,
+        )
     else:
         task_spec, split_spec = specs_from_provenance(profile.provenance)
     task = resolve_task(task_spec)
@@ -355,6 +367,12 @@ def _task_args(p: argparse.ArgumentParser, *, required_split: bool = False) -> N
     p.add_argument("--n-val", type=int)
     p.add_argument("--n-test", type=int)
     p.add_argument("--split-seed", type=int, default=0, help="fixes the splits (independent of --seed)")
+    p.add_argument(
+        "--select-where",
+        action="append",
+        metavar="KEY=VALUE",
+        help="collect only on selection items with this metadata (e.g. label=harmful); validation/test keep all",
+    )
 
 
 def add_commands(sub: Any, command: Callable[[str], Callable]) -> None:
@@ -393,6 +411,9 @@ def add_commands(sub: Any, command: Callable[[str], Callable]) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--lam", type=float, default=1.0, help="O: penalty on right→wrong flips")
     p.add_argument("--budget", type=int, default=20000, help="O: most generations the search may spend")
+    p.add_argument(
+        "--screen-top", type=int, default=None, help="O: screen only the N layers with the highest r (default all)"
+    )
     p.add_argument("--name", help="save the profile under this name (cache/profiles)")
     p.add_argument("--out", help="also write the profile JSON here")
 

@@ -6,6 +6,7 @@ resolves them to the same items again, whatever the steering seed.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,12 +33,20 @@ class SplitSpec(_DictMixin):
     n_val: int | None = None
     n_test: int | None = None
     seed: int = 0
+    # collect only on selection items whose metadata matches (e.g. {"label": "harmful"}: refusal features are
+    # found on harmful requests, while validation and test keep both halves of a paired behaviour)
+    select_where: dict[str, str] | None = None
 
     def __post_init__(self) -> None:
         for name in ("n_train", "n_val", "n_test"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 0):
                 raise ConfigError(f"{name} must be a non-negative integer, got {value!r}")
+        if self.select_where is not None and (
+            not isinstance(self.select_where, dict)
+            or not all(isinstance(v, str) for v in self.select_where.values())
+        ):
+            raise ConfigError(f"select_where must map metadata keys to string values, got {self.select_where!r}")
 
 
 def resolve_task(spec: TaskSpec) -> Task:
@@ -47,7 +56,15 @@ def resolve_task(spec: TaskSpec) -> Task:
 
 
 def resolve_splits(task: Task, spec: SplitSpec) -> TaskSplits:
-    return split_task(task, n_train=spec.n_train, n_val=spec.n_val, n_test=spec.n_test, seed=spec.seed)
+    splits = split_task(task, n_train=spec.n_train, n_val=spec.n_val, n_test=spec.n_test, seed=spec.seed)
+    if not spec.select_where:
+        return splits
+    where = spec.select_where
+    train = tuple(i for i in splits.train if all(i.metadata.get(k) == v for k, v in where.items()))
+    if not train:
+        seen = {k: sorted({i.metadata.get(k, "") for i in splits.train}) for k in where}
+        raise ConfigError(f"no selection item matches {where}; values present: {seen}")
+    return dataclasses.replace(splits, train=train)
 
 
 def split_record(task_spec: TaskSpec, split_spec: SplitSpec, splits: TaskSplits) -> dict[str, Any]:

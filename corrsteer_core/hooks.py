@@ -173,7 +173,7 @@ def capture_residuals(
             span = _position_slice(positions, tracker.prefill, hidden.shape[1])
             if span is not None:
                 picked = hidden[:, span].detach()
-                recorder.records[site.hook_name].append(picked.to(dtype) if dtype else picked.clone())
+                recorder.records[site.hook_name].append(picked.to(dtype, copy=True) if dtype else picked.clone())
 
         return hook
 
@@ -181,13 +181,22 @@ def capture_residuals(
         yield recorder
 
 
-def _add(hidden: torch.Tensor, vector: torch.Tensor, span: slice) -> torch.Tensor:
-    vector = vector.to(device=hidden.device, dtype=hidden.dtype)
-    if span == slice(None):
-        return hidden + vector
-    out = hidden.clone()
-    out[:, span] += vector
-    return out
+class _Vector:
+    """A steering vector, converted once per (device, dtype) it meets rather than at every forward call."""
+
+    def __init__(self, vector: torch.Tensor) -> None:
+        self.vector = vector
+        self._converted: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
+
+    def add_to(self, hidden: torch.Tensor, span: slice) -> None:
+        """Add in place: the layer's fresh output tensor is modified before anything else reads it."""
+        key = (hidden.device, hidden.dtype)
+        if key not in self._converted:
+            self._converted[key] = self.vector.to(device=hidden.device, dtype=hidden.dtype)
+        if span == slice(None):
+            hidden.add_(self._converted[key])
+        else:
+            hidden[:, span] += self._converted[key]
 
 
 @contextmanager
@@ -212,30 +221,15 @@ def add_to_residual(
             )
 
     def make_hook(site: HookSite, tracker: _PhaseTracker) -> Any:
-        vector = summed[site.hook_name]
-        if site.kind == "output":
+        vector = _Vector(summed[site.hook_name])
 
-            def out_hook(module: nn.Module, args: tuple, kwargs: dict, output: Any) -> Any:
-                hidden = output[0] if isinstance(output, tuple) else output
-                span = _position_slice(positions, tracker.prefill, hidden.shape[1])
-                if span is None:
-                    return None
-                new = _add(hidden, vector, span)
-                return (new, *output[1:]) if isinstance(output, tuple) else new
-
-            return out_hook
-
-        def pre_hook(module: nn.Module, args: tuple, kwargs: dict) -> Any:
-            hidden = args[0] if args else kwargs["hidden_states"]
+        def hook(module: nn.Module, args: tuple, kwargs: dict, output: Any = None) -> None:
+            hidden = _get_hidden(site, args, kwargs, output)
             span = _position_slice(positions, tracker.prefill, hidden.shape[1])
-            if span is None:
-                return None
-            new = _add(hidden, vector, span)
-            if args:
-                return (new, *args[1:]), kwargs
-            return args, {**kwargs, "hidden_states": new}
+            if span is not None:
+                vector.add_to(hidden, span)
 
-        return pre_hook
+        return hook
 
     with _installed(model, sites, make_hook):
         yield

@@ -40,8 +40,10 @@ __all__ = ["OptimizeConfig", "apply_settings", "optimize_profile", "prune_profil
 @dataclass(frozen=True)
 class OptimizeConfig(_DictMixin):
     lam: float = 1.0
-    scales: tuple[float, ...] = (0.1, 0.25, 0.5, 0.75, 1.0, 1.5)
+    scales: tuple[float, ...] = (0.1, 0.25, 0.5, 0.75, 1.0, 1.5)  # coordinate passes (0 = drop is always tried)
+    forward_scales: tuple[float, ...] | None = None  # greedy forward steps; None: ``scales``
     screen_scales: tuple[float, ...] = (0.25, 0.5, 1.0)
+    screen_top: int | None = None  # screen only the layers with the highest selection score; None: all
     global_scales: tuple[float, ...] = (0.5, 0.75, 1.25, 1.5)
     pool_size: int = 8
     max_layers: int = 6
@@ -54,7 +56,11 @@ class OptimizeConfig(_DictMixin):
             raise ConfigError(f"lam must be >= 0, got {self.lam}")
         for name in ("pool_size", "max_layers", "budget"):
             _check_positive(name, getattr(self, name))
-        for name in ("scales", "screen_scales", "global_scales"):
+        if self.screen_top is not None:
+            _check_positive("screen_top", self.screen_top)
+        for name in ("scales", "forward_scales", "screen_scales", "global_scales"):
+            if getattr(self, name) is None and name == "forward_scales":
+                continue
             if not getattr(self, name) or any(s <= 0 for s in getattr(self, name)):
                 raise ConfigError(f"{name} must be a non-empty list of positive scales, got {getattr(self, name)}")
 
@@ -147,14 +153,20 @@ class _Objective:
 
 
 def _search(obj: _Objective, cfg: OptimizeConfig) -> None:
-    layers = [s.layer for s in obj.profile.layers]
+    ranked = sorted(
+        obj.profile.layers,
+        key=lambda s: (s.score if s.score is not None else float("-inf"), -s.layer),
+        reverse=True,
+    )
+    layers = [s.layer for s in ranked[: cfg.screen_top]]
     base_score = obj("unsteered", {})
     screened = {L: max(obj("screen", {L: s}) for s in cfg.screen_scales) for L in layers}
     pool = [L for L in sorted(layers, key=lambda L: -screened[L]) if screened[L] > base_score][: cfg.pool_size]
     current: dict[int, float] = {}
     best = base_score
     while len(current) < cfg.max_layers:
-        trials = [(obj("forward", {**current, L: s}), L, s) for L in pool if L not in current for s in cfg.scales]
+        forward = cfg.forward_scales or cfg.scales
+        trials = [(obj("forward", {**current, L: s}), L, s) for L in pool if L not in current for s in forward]
         if not trials:
             break
         score, layer, scale = max(trials)

@@ -17,7 +17,7 @@ from sae_lens import SAE
 from corrsteer_core.errors import ConfigError
 from corrsteer_core.storage import atomic_directory, atomic_write_json
 
-__all__ = ["QUALITY_FILENAME", "SAEQuality", "evaluate_sae", "filter_outliers", "save_sae"]
+__all__ = ["QUALITY_FILENAME", "SAEQuality", "evaluate_sae", "evaluate_sae_active", "filter_outliers", "save_sae"]
 
 QUALITY_FILENAME = "quality.json"
 _EVAL_CHUNK = 4096
@@ -74,45 +74,37 @@ def filter_outliers(acts: torch.Tensor, factor: float) -> tuple[torch.Tensor, in
     return (acts if n_dropped == 0 else acts[keep]), n_dropped
 
 
-@torch.no_grad()
 def evaluate_sae(sae: SAE[Any], acts: torch.Tensor) -> tuple[float, float, float]:
-    """(fvu, mean_l0, dead_fraction) of ``sae`` on ``acts`` (N, d_in), computed in chunks in float64 sums.
+    """(fvu, mean_l0, dead_fraction) of ``sae`` on ``acts`` (N, d_in), in chunks with float64 sums.
 
-    dead_fraction is the fraction of latents active on none of the given tokens.
+    fvu = Σ‖x − x̂‖² / Σ‖x − mean(x)‖²; mean_l0 = mean number of latents > 0 per token; dead_fraction = fraction
+    of latents active on none of the given tokens.
     """
-    active = _ActiveTracker(sae.cfg.d_sae)
-    sums = torch.zeros(3, dtype=torch.float64)  # Σ‖x − x̂‖², Σ‖x‖², Σ l0
+    fvu, mean_l0, active = evaluate_sae_active(sae, acts)
+    return fvu, mean_l0, float((~active).float().mean())
+
+
+@torch.no_grad()
+def evaluate_sae_active(sae: SAE[Any], acts: torch.Tensor) -> tuple[float, float, torch.Tensor]:
+    """Like :func:`evaluate_sae`, but returns the (d_sae,) mask of latents active on some token instead."""
+    if acts.ndim != 2 or acts.shape[0] == 0 or acts.shape[1] != sae.cfg.d_in:
+        raise ConfigError(f"acts must be a non-empty (tokens, {sae.cfg.d_in}) tensor, got {tuple(acts.shape)}")
+    active = torch.zeros(sae.cfg.d_sae, dtype=torch.bool)
+    sq_err = sq_norm = l0 = 0.0
     sum_x = torch.zeros(acts.shape[1], dtype=torch.float64)
     for chunk in acts.split(_EVAL_CHUNK):
-        x = chunk.to(sae.dtype)
+        x = chunk.to(device=sae.device, dtype=sae.dtype)
         feats = sae.encode(x)  # (n, d_sae)
-        x_hat = sae.decode(feats)
         fired = feats > 0
-        active.update_dense(fired)
-        sums[0] += (x - x_hat).double().pow(2).sum()
-        sums[1] += x.double().pow(2).sum()
-        sums[2] += fired.sum()
-        sum_x += x.double().sum(0)
+        active |= fired.any(0).cpu()
+        sq_err += float((x - sae.decode(feats)).double().pow(2).sum())
+        sq_norm += float(x.double().pow(2).sum())
+        l0 += float(fired.sum())
+        sum_x += x.double().sum(0).cpu()
     n = acts.shape[0]
-    total_var = float(sums[1] - sum_x.pow(2).sum() / n)
-    fvu = float(sums[0]) / total_var if total_var > 0 else float("nan")
-    return fvu, float(sums[2]) / n, active.dead_fraction()
-
-
-class _ActiveTracker:
-    """Which latents have fired at least once."""
-
-    def __init__(self, d_sae: int) -> None:
-        self.ever = torch.zeros(d_sae, dtype=torch.bool)
-
-    def update_indices(self, idx: torch.Tensor) -> None:
-        self.ever[idx.flatten()] = True
-
-    def update_dense(self, fired: torch.Tensor) -> None:
-        self.ever |= fired.any(dim=0)
-
-    def dead_fraction(self) -> float:
-        return float((~self.ever).float().mean())
+    total_var = sq_norm - float(sum_x.pow(2).sum()) / n
+    fvu = sq_err / total_var if total_var > 0 else float("nan")
+    return fvu, l0 / n, active
 
 
 def save_sae(sae: SAE[Any], quality: SAEQuality, path: Path) -> None:

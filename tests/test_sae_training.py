@@ -12,11 +12,12 @@ from sae_lens import SAE, TopKSAE, TopKSAEConfig
 
 from corrsteer_core.errors import ConfigError
 from corrsteer_core.sae_quality import QUALITY_FILENAME
+from corrsteer_core.sae_topk import TopKTrainer
 from corrsteer_core.sae_training import (
     SAEQuality,
     SAETrainConfig,
     _split,
-    _TopKTrainer,
+    _to_sae,
     evaluate_sae,
     filter_outliers,
     save_sae,
@@ -92,10 +93,12 @@ def test_hand_written_gradients_match_autograd() -> None:
     """The trainer's backward pass (main loss + AuxK on dead latents) equals autograd on the same loss."""
     acts, _ = planted(600)
     cfg = build_cfg(d_sae=128, k=8, aux_k=16, dtype="float32")
-    trainer = _TopKTrainer(acts.clone(), cfg)
+    trainer = TopKTrainer(acts.clone(), cfg)
     trainer.since_fired[:50] = cfg.dead_after_tokens  # latents 0..49 are dead: AuxK is active
     x = trainer.train[:256].clone()  # scaled by the trainer
-    w_enc_t, b_enc, w_dec, b_dec = (p.detach().clone().requires_grad_() for p in trainer.params)
+    w_dec, w_enc_t, b_enc, b_dec = (
+        p.clone().requires_grad_() for p in (trainer.W_dec, trainer.W_enc_t, trainer.b_enc, trainer.b_dec)
+    )
     pre = (x - b_dec) @ w_enc_t.T + b_enc
     vals, idx = pre.topk(cfg.k, dim=1)
     x_hat = torch.zeros_like(pre).scatter(1, idx, vals.relu()) @ w_dec + b_dec
@@ -107,23 +110,41 @@ def test_hand_written_gradients_match_autograd() -> None:
         256 * err_var
     )
     loss.backward()
-    seen: list[torch.Tensor] = []
-    trainer.opt.step = lambda: seen.extend(p.grad.clone() for p in trainer.params)  # type: ignore[method-assign]
-    trainer._step(x)
-    expected = [w_enc_t.grad, b_enc.grad, w_dec.grad, b_dec.grad]
+    unit_rows = trainer.W_dec.clone()
+    trainer.step(x)  # leaves its gradients in trainer.grads (Adam does not clear them)
     assert w_dec.grad is not None
-    radial = (w_dec.grad * trainer.W_dec).sum(1, keepdim=True) * trainer.W_dec  # projected out by the trainer
-    expected[2] = w_dec.grad - radial
-    for got, want in zip(seen, expected, strict=True):
+    radial = (w_dec.grad * unit_rows).sum(1, keepdim=True) * unit_rows  # projected out by the trainer
+    expected = [w_dec.grad - radial, w_enc_t.grad, b_enc.grad, b_dec.grad]
+    for got, want in zip(trainer.grads, expected, strict=True):
         assert want is not None
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-7)
 
 
+def test_folded_scale_reproduces_the_training_space() -> None:
+    """On raw inputs the saved SAE gives the training-space latents and reconstruction divided by the scale."""
+    acts, _ = planted(400, scale=40.0)
+    cfg = build_cfg(dtype="float32")
+    trainer = TopKTrainer(acts.clone(), cfg)
+    with torch.no_grad():  # make every folded term matter
+        trainer.b_enc.normal_(0.0, 0.5, generator=torch.Generator().manual_seed(1))
+        trainer.b_dec.add_(0.3)
+    sae = _to_sae(trainer, cfg, hook_name="h", model_name="m")
+    x = trainer.train[:100]  # scaled
+    pre = (x - trainer.b_dec) @ trainer.W_enc_t.T + trainer.b_enc
+    vals, idx = pre.topk(cfg.k, dim=1)
+    z = torch.zeros_like(pre).scatter(1, idx, vals.relu())
+    with torch.no_grad():
+        raw_z = sae.encode(acts[:100])
+        torch.testing.assert_close(raw_z * trainer.scale, z)
+        torch.testing.assert_close(sae.decode(raw_z) * trainer.scale, z @ trainer.W_dec + trainer.b_dec)
+
+
 def test_same_seed_gives_identical_weights_and_other_seed_does_not() -> None:
-    acts, _ = planted(1500)
-    first, _ = train(acts, d_sae=64, epochs=2, batch_size=256)
-    second, _ = train(acts, d_sae=64, epochs=2, batch_size=256)
-    other, _ = train(acts, d_sae=64, epochs=2, batch_size=256, seed=1)
+    acts, _ = planted(800)
+    settings: dict[str, Any] = dict(d_sae=256, epochs=2, batch_size=256, dead_after_tokens=256)  # AuxK runs
+    first, _ = train(acts, **settings)
+    second, _ = train(acts, **settings)
+    other, _ = train(acts, **settings, seed=1)
     for name, tensor in first.state_dict().items():
         assert torch.equal(tensor, second.state_dict()[name]), name
     assert not torch.equal(first.W_dec, other.W_dec)
@@ -230,6 +251,16 @@ def test_config_round_trips() -> None:
 def test_invalid_config_raises(overrides: dict[str, Any]) -> None:
     with pytest.raises(ConfigError):
         build_cfg(**overrides)
+
+
+def test_bad_activations_raise() -> None:
+    with pytest.raises(ConfigError, match="floating-point"):
+        train(torch.ones(100, D_IN, dtype=torch.long))
+    with pytest.raises(ConfigError, match="2-D"):
+        train(torch.ones(100))
+    sae = TopKSAE(TopKSAEConfig(d_in=8, d_sae=8, k=2))
+    with pytest.raises(ConfigError, match="tokens, 8"):
+        evaluate_sae(sae, torch.ones(10, 9))
 
 
 def test_unknown_config_key_raises() -> None:

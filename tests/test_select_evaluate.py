@@ -102,3 +102,21 @@ def test_optimiser_respects_budget_and_controls_report(tiny, tiny_saes, setup):
     table = report.table()
     assert list(table["condition"]) == ["profile", "random-directions", "shuffled-labels", "random-features"]
     assert (table["n"] == len(test)).all() and isinstance(report.verdict(), str)
+
+
+def test_optimiser_screens_only_the_top_layers_and_uses_forward_scales(tiny, tiny_saes, setup):
+    task, run, val, _ = setup
+    base = select_profile(run, tiny, tiny_saes).profile
+    top = max(base.layers, key=lambda s: s.score if s.score is not None else float("-inf")).layer
+    cfg = OptimizeConfig(
+        screen_top=1, screen_scales=(1.0,), forward_scales=(0.5,), scales=(0.5, 1.0), budget=10_000
+    )
+    _, trace = optimize_profile(tiny, tiny_saes, base, task, val, cfg=cfg)
+    screened = trace[trace["stage"] == "screen"]
+    assert len(screened) == 1 and screened["layers"].iloc[0] == {top: 1.0}
+    forward = trace[trace["stage"] == "forward"]
+    assert all(set(s.values()) <= {0.5} for s in forward["layers"])
+    with pytest.raises(ConfigError, match="screen_top"):
+        OptimizeConfig(screen_top=0)
+    with pytest.raises(ConfigError, match="forward_scales"):
+        OptimizeConfig(forward_scales=())
