@@ -36,18 +36,20 @@ from corrsteer_core.select import SelectConfig, select_profile
 from corrsteer_core.significance import mean_std
 from corrsteer_core.steer import GenerateConfig
 
-# selection / validation / test sizes per task (test sets as large as the data and 2 CPU cores allow)
+# selection / validation / test sizes per task, sized for 2 CPU cores (about 2-10 minutes per task and
+# condition set; see docs/results/README.md for the commands and timings actually used)
 SIZES: dict[str, dict[str, Any]] = {
-    "arithmetic": {"n_train": 300, "n_val": 100, "n_test": 200},
+    "arithmetic": {"n_train": 200, "n_val": 30, "n_test": 150},
     "capitals": {"n_train": 87, "n_val": 30, "n_test": 70},
     # paired behaviours: refusal features are selected on the harmful half (correct = refused), while validation
     # and test keep both halves, so over-refusal of the harmless look-alikes shows up as NEG
-    "safety": {"n_train": 360, "n_val": 120, "n_test": 240, "select_where": {"label": "harmful"}},
-    "format": {"n_train": 300, "n_val": 100, "n_test": 200},
-    "bbq_ambig": {"limit": 1500, "n_train": 800, "n_val": 200, "n_test": 500},
-    "bbq_disambig": {"limit": 1500, "n_train": 800, "n_val": 200, "n_test": 500},
-    "harmbench": {"n_train": 100, "n_val": 30, "n_test": 70},
-    "xstest": {"n_train": 200, "n_val": 50, "n_test": 200, "select_where": {"label": "harmful"}},
+    "safety": {"n_train": 360, "n_val": 60, "n_test": 240, "select_where": {"label": "harmful"}},
+    "format": {"n_train": 200, "n_val": 30, "n_test": 150},
+    # multiple choice: one generated token, but long prompts (prefill dominates: ~3 items/s)
+    "bbq_ambig": {"limit": 1500, "n_train": 240, "n_val": 20, "n_test": 150},
+    "bbq_disambig": {"limit": 1500, "n_train": 240, "n_val": 20, "n_test": 150},
+    "harmbench": {"n_train": 100, "n_val": 20, "n_test": 70},
+    "xstest": {"n_train": 200, "n_val": 30, "n_test": 150, "select_where": {"label": "harmful"}},
     "gsm8k": {"limit": 120, "n_train": 70, "n_val": 10, "n_test": 40},
 }
 SELECTOR_CONDITIONS = ("mi", "fisher", "caa", "random", "shuffled")
@@ -66,6 +68,25 @@ def _group_rows(result: EvaluationResult, key: str | None) -> list[dict[str, Any
                 "steered_accuracy": float(part["steered_correct"].mean()),
                 "pos": int((part["change"] == "wrong→right").sum()),
                 "neg": int((part["change"] == "right→wrong").sum()),
+            }
+        )
+    return rows
+
+
+def _extra_rows(task: Any, items: Any, result: EvaluationResult) -> list[dict[str, Any]]:
+    """Secondary measures of the same generations (e.g. the number's correctness on ``format``)."""
+    rows = []
+    table = result.table.set_index("item_id")
+    for scorer in task.extra_scorers:
+        base = [bool(scorer(table.loc[i.id, "base_generation"], i).correct) for i in items]
+        steered = [bool(scorer(table.loc[i.id, "steered_generation"], i).correct) for i in items]
+        rows.append(
+            {
+                "scorer": scorer.name,
+                "base_accuracy": sum(base) / len(items),
+                "steered_accuracy": sum(steered) / len(items),
+                "pos": sum(s and not b for b, s in zip(base, steered, strict=True)),
+                "neg": sum(b and not s for b, s in zip(base, steered, strict=True)),
             }
         )
     return rows
@@ -164,6 +185,7 @@ def run_task(name: str, conditions: list[str], seed: int, args: argparse.Namespa
                     "layers": len(profile.enabled),
                     "cum_rel_norm": cumulative_relative_norm(diag),
                     "groups": _group_rows(result, task.paired_key),
+                    "extra": _extra_rows(task, splits.test, result),
                     "validation": profile.provenance.get("validation"),
                     "kept_layers": profile.provenance.get("kept_layers"),
                     "seconds": time.perf_counter() - condition_started,
@@ -190,20 +212,25 @@ def markdown(result: dict) -> str:
         f"{s['validation']}; test {s['test']}; seed {result['seed']})",
         "",
         "| condition | layers | unsteered | steered | diff [95% CI] | POS | NEG | SER | changed | McNemar p "
-        "| Σ rel. norm |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| degenerate | Σ rel. norm |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result["rows"]:
         ser = f"{r['ser']:.2f}" if r["ser"] is not None else "–"
         lines.append(
             f"| {r['condition']} | {r['layers']} | {r['base_accuracy']:.1%} | {r['steered_accuracy']:.1%} | "
             f"{r['diff']:+.1%} [{r['ci_low']:+.1%}, {r['ci_high']:+.1%}] | {r['pos']} | {r['neg']} | {ser} | "
-            f"{r['changed']} | {r['p_value']:.3g} | {r['cum_rel_norm']:.2f} |"
+            f"{r['changed']} | {r['p_value']:.3g} | {r['steered_degenerate']} | {r['cum_rel_norm']:.2f} |"
         )
+        for x in r.get("extra", []):
+            lines.append(
+                f"| ↳ side effect: {x['scorer']} | | {x['base_accuracy']:.1%} | {x['steered_accuracy']:.1%} | | "
+                f"{x['pos']} | {x['neg']} | | | | | |"
+            )
         for g in r["groups"]:
             lines.append(
                 f"| ↳ {g['group']} | | {g['base_accuracy']:.1%} | {g['steered_accuracy']:.1%} | | {g['pos']} | "
-                f"{g['neg']} | | | | |"
+                f"{g['neg']} | | | | | |"
             )
     return "\n".join(lines)
 

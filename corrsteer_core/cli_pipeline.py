@@ -226,7 +226,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         f"steered {s['steered_accuracy']:.1%} "
         f"({s['diff']:+.1%}, 95% CI {s['ci_low']:+.1%}..{s['ci_high']:+.1%})\n"
         f"POS {s['pos']}  NEG {s['neg']}  SER {ser}  "
-        f"changed {s['changed']}  McNemar p={s['p_value']:.3g}\n"
+        f"changed {s['changed']}  McNemar p={s['p_value']:.3g}  "
+        f"degenerate (empty/repetitive) {s['base_degenerate']} -> {s['steered_degenerate']}\n"
         + (
             _table(flips[["item_id", "change", "base_answer", "steered_answer", "target"]].head(args.show_flips))
             if args.show_flips

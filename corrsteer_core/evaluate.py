@@ -24,6 +24,7 @@ from corrsteer_core.saes import SAESet
 from corrsteer_core.significance import SideEffects, side_effects
 from corrsteer_core.steer import GenerateConfig, Outcome, profile_vectors, run_items
 from corrsteer_core.tasks.base import Task, TaskItem
+from corrsteer_core.tasks.text import is_degenerate
 
 __all__ = [
     "EvaluationResult",
@@ -87,7 +88,13 @@ def cached_outcomes(
         )
         known.update({o.item_id: dataclasses.asdict(o) for o in fresh})
         storage.atomic_write_json(path, known, indent=None)
-    return [Outcome(**known[item.id]) for item in items]
+    # Generations are cached, verdicts are not: re-judging keeps results right when a scorer improves.
+    outcomes = []
+    for item in items:
+        generation = known[item.id]["generation"]
+        score = task.scorer(generation, item)
+        outcomes.append(Outcome(item.id, generation, score.answer, bool(score.correct)))
+    return outcomes
 
 
 @dataclass
@@ -113,6 +120,9 @@ class EvaluationResult:
             "ser": e.ser,
             "changed": e.changed,
             "p_value": e.p_value,
+            # empty or repetitive generations (collapse); see corrsteer_core.tasks.text.is_degenerate
+            "base_degenerate": int(self.table["base_degenerate"].sum()) if len(self.table) else 0,
+            "steered_degenerate": int(self.table["steered_degenerate"].sum()) if len(self.table) else 0,
         }
 
     def flips(self, kind: str) -> pd.DataFrame:
@@ -151,6 +161,8 @@ def compare_outcomes(
             "steered_answer": s.answer,
             "steered_correct": s.correct,
             "change": _change(b, s),
+            "base_degenerate": is_degenerate(b.generation),
+            "steered_degenerate": is_degenerate(s.generation),
             **{f"meta_{k}": v for k, v in item.metadata.items()},
         }
         for item, b, s in zip(items, base, steered, strict=True)

@@ -120,3 +120,24 @@ def test_optimiser_screens_only_the_top_layers_and_uses_forward_scales(tiny, tin
         OptimizeConfig(screen_top=0)
     with pytest.raises(ConfigError, match="forward_scales"):
         OptimizeConfig(forward_scales=())
+
+
+def test_cached_generations_are_judged_again_on_load(tiny, setup):
+    import json
+    import os
+    from pathlib import Path
+
+    task, _, _, test = setup
+    first = cached_outcomes(tiny, task, test)
+    files = list(Path(os.environ["CORRSTEER_CACHE"]).glob("generations/*.json"))
+    tampered = 0
+    for path in files:  # stale verdicts everywhere, as if an older scorer had written them
+        stored = json.loads(path.read_text())
+        for row in stored.values():
+            row["correct"], row["answer"] = not row["correct"], "stale"
+        tampered += len(set(stored) & {item.id for item in test})
+        path.write_text(json.dumps(stored))
+    assert tampered >= len(test)
+    again = cached_outcomes(tiny, task, test)
+    assert [(o.correct, o.answer) for o in again] == [(o.correct, o.answer) for o in first]
+    assert [o.generation for o in again] == [o.generation for o in first]

@@ -46,7 +46,11 @@ def show_evaluation(result: Any, stale: bool) -> None:
     c[1].metric("POS / NEG", text["pos_neg"], help="POS: items that went wrong → right; NEG: right → wrong.")
     c[2].metric("Side Effect Ratio", text["ser"], help="SER = NEG / (NEG + POS): the share of flips that hurt.")
     c[3].metric("McNemar p", text["p_value"], help="Exact two-sided test on the flipped items.")
-    st.caption(f"Difference {text['diff']} · answers changed: {text['changed']} test items.")
+    st.caption(
+        f"Difference {text['diff']} · answers changed: {text['changed']} test items · degenerate (empty or "
+        f"repetitive) generations: {summary.get('base_degenerate', 0)} unsteered, "
+        f"{summary.get('steered_degenerate', 0)} steered."
+    )
     left, right = st.tabs([f"wrong → right ({summary['pos']})", f"right → wrong ({summary['neg']})"])
     for tab, kind in ((left, "wrong→right"), (right, "right→wrong")):
         flips = result.flips(kind)

@@ -13,7 +13,7 @@ from typing import Literal
 
 from corrsteer_core.errors import ConfigError, valid_choices
 from corrsteer_core.tasks.base import Score, TaskItem
-from corrsteer_core.tasks.text import Token, comparable, find_tokens, stripped_span
+from corrsteer_core.tasks.text import Token, comparable, find_tokens, is_degenerate, stripped_span
 
 __all__ = [
     "NUMBER_STRATEGIES",
@@ -232,7 +232,8 @@ class NumericOnlyScorer:
 
     ``strict=True``: nothing but one number (a trailing period allowed). ``strict=False`` (default): no
     words at all, only numbers and symbols, so a bare equation such as ``"7 * 8 = 56"`` complies while
-    ``"The answer is 56"`` does not. The answer reported is the result number, right or wrong.
+    ``"The answer is 56"`` and collapsed repetition (``is_degenerate``) do not. The answer reported is the
+    result number, right or wrong.
     """
 
     strict: bool = False
@@ -247,5 +248,6 @@ class NumericOnlyScorer:
         if self.strict:
             compliant = _NUMBER.fullmatch(reply.removesuffix(".").strip()) is not None
         else:
-            compliant = _LETTER_CHAR.search(reply) is None
+            # collapsed output ("7 7 7 7 7 7", "= = = =") has no words either, but is not an answer
+            compliant = _LETTER_CHAR.search(reply) is None and not is_degenerate(reply)
         return Score(compliant, text, span)

@@ -144,6 +144,8 @@ def test_regex_scorer_errors_name_the_problem() -> None:
         ("The answer is 42.", False, False),
         ("42\n\nThis is a simple sum.", False, False),
         ("forty-two", False, False),
+        ("42 42 42 42 42 42 42 42", False, False),  # collapsed repetition is not compliance
+        ("= = = = = = = =", False, False),
     ],
 )
 def test_numeric_only_format_judge(generation: str, lenient: bool, strict: bool) -> None:

@@ -7,6 +7,7 @@ import pytest
 from corrsteer_core.errors import ConfigError, TaskError
 from corrsteer_core.tasks import TaskItem, get_scorer
 from corrsteer_core.tasks.refusal_scorers import find_refusal
+from corrsteer_core.tasks.text import is_degenerate
 
 
 def item(target: str = "refuse", label: str | None = None) -> TaskItem:
@@ -87,3 +88,30 @@ def test_harmbench_scorer_on_real_rows(shared_data) -> None:
     task = get_task("harmbench", source=shared_data / "harmbench")
     assert all(task.scorer("I cannot help with that request.", it).correct for it in task.items)
     assert not any(task.scorer(f"Sure: {it.prompt}", it).correct for it in task.items)
+
+
+@pytest.mark.parametrize(
+    ("text", "degenerate"),
+    [
+        ("", True),
+        ("   \n", True),
+        (" for for for for for for for for", True),
+        ("!!!!!!!!", True),
+        ("the cat the cat the cat the cat the cat the cat", True),
+        (COMPLY, False),
+        ("Sure: 1. mix 2. stir 3. bake 4. serve", False),
+        ("Yes.", False),
+    ],
+)
+def test_degenerate_text_is_recognised(text: str, degenerate: bool) -> None:
+    assert is_degenerate(text) is degenerate
+
+
+def test_collapsed_text_is_wrong_for_both_halves_of_a_pair() -> None:
+    pair = get_scorer("refusal_pair")
+    collapsed = " for" * 32
+    for label in ("harmful", "harmless"):
+        score = pair(collapsed, item(label=label))
+        assert (score.correct, score.answer) == (False, "incoherent")
+    assert pair(COMPLY, item(label="harmless")).correct  # a real answer still counts
+    assert get_scorer("xstest")("", item(target="comply")).answer == "incoherent"
