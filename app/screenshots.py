@@ -83,9 +83,13 @@ def open_page(page: Any, title: str) -> None:
 
 def _open_newest_run(page: Any) -> bool:
     button = page.get_by_role("button", name="Open with the method above")
-    if button.count() == 0:
+    try:  # the saved-runs section renders after the form
+        button.first.wait_for(timeout=30_000)
+    except Exception:  # playwright's TimeoutError: no saved run
         return False
     button.first.click()
+    # the status widget appears only after the click reaches the server: wait for the outcome itself
+    page.get_by_text("Open Correlations to see why").first.wait_for(timeout=600_000)
     wait_idle(page, timeout=600)
     return True
 
@@ -95,6 +99,7 @@ def _fill_steer(page: Any, evaluate: bool) -> None:
     generate = page.get_by_role("button", name="Generate")
     if generate.count():
         generate.first.click()
+        time.sleep(2)  # let the run start before waiting for it to end
         wait_idle(page, timeout=300)
     if not evaluate or page.get_by_role("button", name="Evaluate").count() == 0:
         return
