@@ -203,7 +203,7 @@ def _saved_runs(preset: str, select: dict[str, Any], busy: bool) -> None:
         {
             "run": r["run_id"],
             "task": (r.get("task") or {}).get("name"),
-            "status": r.get("status"),
+            "status": _status(r),
             "samples": f"{r.get('n_done', 0)}/{r.get('n_items', '?')}",
             "layers": len(r.get("layers") or ()),
             "updated": time.strftime("%Y-%m-%d %H:%M", time.localtime(r.get("updated", 0))),
@@ -217,13 +217,18 @@ def _saved_runs(preset: str, select: dict[str, Any], busy: bool) -> None:
         "Run to open",
         list(by_id),
         key=state.RUN_PICK,
-        format_func=lambda rid: f"{rid} ({by_id[rid].get('status')})",
+        format_func=lambda rid: f"{rid} ({_status(by_id[rid])})",
     )
     complete = by_id[picked].get("status") == "complete"
     right.markdown("&nbsp;")
     label = "Open with the method above" if complete else "Resume"
     if right.button(label, key="run_open", disabled=busy, icon=":material/folder_open:"):
         _reopen(preset, by_id[picked], select)
+
+
+def _status(run: dict) -> str:
+    # on disk an unfinished run may be in progress elsewhere or have been interrupted: either way it resumes
+    return "complete" if run.get("status") == "complete" else "incomplete (resumable)"
 
 
 st.title("Run a selection")
