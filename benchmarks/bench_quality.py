@@ -25,6 +25,7 @@ from corrsteer_core.collect import collect_activations
 from corrsteer_core.config import CollectConfig
 from corrsteer_core.controls import random_direction_profile
 from corrsteer_core.diagnostics import cumulative_relative_norm, norm_diagnostics
+from corrsteer_core.errors import CorrSteerError
 from corrsteer_core.evaluate import EvaluationResult, evaluate_profile
 from corrsteer_core.experiment import SplitSpec, TaskSpec, resolve_splits, resolve_task, split_record
 from corrsteer_core.loading import load_model
@@ -270,7 +271,12 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for name in args.tasks.split(","):
-        results = [run_task(name, conditions, int(seed), args, lm, saes) for seed in args.seeds.split(",")]
+        try:
+            results = [run_task(name, conditions, int(seed), args, lm, saes) for seed in args.seeds.split(",")]
+        except CorrSteerError as error:  # e.g. no correct sample at all: nothing to correlate
+            print(f"### {name}: not measurable: {error}", flush=True)
+            (out / f"{name}-{args.tag or 'run'}.md").write_text(f"### {name}\n\nnot measurable: {error}\n")
+            continue
         for result in results:
             print(markdown(result), flush=True)
         seed_lines = []
