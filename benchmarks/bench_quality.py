@@ -27,7 +27,7 @@ from corrsteer_core.controls import random_direction_profile
 from corrsteer_core.diagnostics import cumulative_relative_norm, norm_diagnostics
 from corrsteer_core.errors import CorrSteerError
 from corrsteer_core.evaluate import EvaluationResult, evaluate_profile
-from corrsteer_core.experiment import SplitSpec, TaskSpec, resolve_splits, resolve_task, split_record
+from corrsteer_core.experiment import SplitSpec, TaskSpec, matching, resolve_splits, resolve_task, split_record
 from corrsteer_core.loading import load_model
 from corrsteer_core.optimize import OptimizeConfig, optimize_profile, prune_profile
 from corrsteer_core.profile import SteeringProfile
@@ -138,8 +138,7 @@ def run_task(name: str, conditions: list[str], seed: int, args: argparse.Namespa
         pool = list(unfiltered.train) + list(unfiltered.validation)
         random.Random(seed).shuffle(pool)
         validation = tuple(pool[: len(unfiltered.validation)])
-        where = split_spec.select_where or {}
-        train = tuple(i for i in pool[len(validation) :] if all(i.metadata.get(k) == v for k, v in where.items()))
+        train = matching(pool[len(validation) :], split_spec.select_where or {})
         splits = dataclasses.replace(splits, train=train, validation=validation)
     gen = GenerateConfig(batch_size=args.batch_size)
     started = time.perf_counter()

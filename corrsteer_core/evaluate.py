@@ -22,7 +22,7 @@ from corrsteer_core.profile import SteeringProfile
 from corrsteer_core.progress import Progress
 from corrsteer_core.saes import SAESet
 from corrsteer_core.significance import SideEffects, side_effects
-from corrsteer_core.steer import GenerateConfig, Outcome, profile_vectors, run_items
+from corrsteer_core.steer import GenerateConfig, Outcome, judge, profile_vectors, run_items
 from corrsteer_core.tasks.base import Task, TaskItem
 from corrsteer_core.tasks.text import is_degenerate
 
@@ -82,19 +82,16 @@ def cached_outcomes(
         except Exception:  # a corrupt cache is rebuilt, never trusted
             known = {}
     missing = [item for item in items if item.id not in known]
+    fresh: dict[str, Outcome] = {}
     if missing:
-        fresh = run_items(
+        outs = run_items(
             loaded, task, missing, vectors=vectors, positions=positions, cfg=cfg, progress=progress, stage=stage
         )
-        known.update({o.item_id: dataclasses.asdict(o) for o in fresh})
+        fresh = {o.item_id: o for o in outs}
+        known.update({o.item_id: dataclasses.asdict(o) for o in outs})
         storage.atomic_write_json(path, known, indent=None)
     # Generations are cached, verdicts are not: re-judging keeps results right when a scorer improves.
-    outcomes = []
-    for item in items:
-        generation = known[item.id]["generation"]
-        score = task.scorer(generation, item)
-        outcomes.append(Outcome(item.id, generation, score.answer, bool(score.correct)))
-    return outcomes
+    return [fresh.get(item.id) or judge(task, item, known[item.id]["generation"]) for item in items]
 
 
 @dataclass

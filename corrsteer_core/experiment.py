@@ -7,14 +7,23 @@ resolves them to the same items again, whatever the steering seed.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from corrsteer_core.config import _DictMixin
 from corrsteer_core.errors import ConfigError
-from corrsteer_core.tasks import Task, TaskSplits, custom_task, get_task, split_task
+from corrsteer_core.tasks import Task, TaskItem, TaskSplits, custom_task, get_task, split_task
 
-__all__ = ["SplitSpec", "TaskSpec", "resolve_splits", "resolve_task", "specs_from_provenance", "split_record"]
+__all__ = [
+    "SplitSpec",
+    "TaskSpec",
+    "matching",
+    "resolve_splits",
+    "resolve_task",
+    "specs_from_provenance",
+    "split_record",
+]
 
 
 @dataclass(frozen=True)
@@ -55,12 +64,17 @@ def resolve_task(spec: TaskSpec) -> Task:
     return get_task(spec.name, source=spec.source, limit=spec.limit, seed=spec.seed, **spec.options)
 
 
+def matching(items: Sequence[TaskItem], where: dict[str, str]) -> tuple[TaskItem, ...]:
+    """The items whose metadata has every ``key: value`` of ``where``."""
+    return tuple(i for i in items if all(i.metadata.get(k) == v for k, v in where.items()))
+
+
 def resolve_splits(task: Task, spec: SplitSpec) -> TaskSplits:
     splits = split_task(task, n_train=spec.n_train, n_val=spec.n_val, n_test=spec.n_test, seed=spec.seed)
     if not spec.select_where:
         return splits
     where = spec.select_where
-    train = tuple(i for i in splits.train if all(i.metadata.get(k) == v for k, v in where.items()))
+    train = matching(splits.train, where)
     if not train:
         seen = {k: sorted({i.metadata.get(k, "") for i in splits.train}) for k in where}
         raise ConfigError(f"no selection item matches {where}; values present: {seen}")

@@ -27,6 +27,7 @@ __all__ = [
     "Outcome",
     "batch_inputs",
     "generate_texts",
+    "judge",
     "profile_vectors",
     "run_items",
     "steering",
@@ -52,6 +53,12 @@ class Outcome:
     generation: str
     answer: str | None
     correct: bool
+
+
+def judge(task: Task, item: TaskItem, generation: str) -> Outcome:
+    """The task's verdict on one generation."""
+    score = task.scorer(generation, item)
+    return Outcome(item.id, generation, score.answer, bool(score.correct))
 
 
 @contextmanager
@@ -126,8 +133,6 @@ def run_items(
                 max_new_tokens=cfg.max_new_tokens or task.max_new_tokens,
                 allowed_token_ids=allowed,
             )
-        for item, text in zip(batch, result.texts, strict=True):
-            score = task.scorer(text, item)
-            outcomes.append(Outcome(item.id, text, score.answer, bool(score.correct)))
+        outcomes.extend(judge(task, item, text) for item, text in zip(batch, result.texts, strict=True))
         report(progress, stage, index + 1, len(batches))
     return outcomes
