@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from corrsteer_core.cli_pipeline import scale_list
 from corrsteer_core.collect import collect_activations
 from corrsteer_core.config import CollectConfig
 from corrsteer_core.controls import random_direction_profile
@@ -30,6 +31,7 @@ from corrsteer_core.evaluate import EvaluationResult, evaluate_profile
 from corrsteer_core.experiment import SplitSpec, TaskSpec, matching, resolve_splits, resolve_task, split_record
 from corrsteer_core.loading import load_model
 from corrsteer_core.optimize import OptimizeConfig, optimize_profile, prune_profile
+from corrsteer_core.presets import DEFAULT_PRESET
 from corrsteer_core.profile import SteeringProfile
 from corrsteer_core.progress import tqdm_progress
 from corrsteer_core.saes import load_saes
@@ -164,7 +166,7 @@ def run_task(name: str, conditions: list[str], seed: int, args: argparse.Namespa
                 lam=args.lam,
                 budget=args.budget,
                 screen_top=args.screen_top,
-                screen_scales=(1.0,),  # shared with P's layer-alone generations (disk cache)
+                screen_scales=args.screen_scales,  # default (1.0,): shared with P's layer-alone generations
                 forward_scales=(0.25, 0.5, 1.0),
                 pool_size=4,
                 max_layers=3,
@@ -196,6 +198,7 @@ def run_task(name: str, conditions: list[str], seed: int, args: argparse.Namespa
             )
     return {
         "task": name,
+        "preset": args.preset,
         "seed": seed,
         "sizes": {k: len(v) for k, v in (("train", train), ("validation", validation), ("test", splits.test))},
         "n_correct_selection": run.stats.n_correct,
@@ -205,11 +208,16 @@ def run_task(name: str, conditions: list[str], seed: int, args: argparse.Namespa
     }
 
 
+def _preset_note(result: dict) -> str:
+    preset = result.get("preset", DEFAULT_PRESET)
+    return "" if preset == DEFAULT_PRESET else f", {preset}"
+
+
 def markdown(result: dict) -> str:
     s = result["sizes"]
     lines = [
-        f"### {result['task']} (selection {s['train']}, {result['n_correct_selection']} correct; validation "
-        f"{s['validation']}; test {s['test']}; seed {result['seed']})",
+        f"### {result['task']}{_preset_note(result)} (selection {s['train']}, {result['n_correct_selection']} "
+        f"correct; validation {s['validation']}; test {s['test']}; seed {result['seed']})",
         "",
         "| condition | layers | unsteered | steered | diff [95% CI] | POS | NEG | SER | changed | McNemar p "
         "| degenerate | Σ rel. norm |",
@@ -250,10 +258,12 @@ def main() -> None:
     parser.add_argument("--lam", type=float, default=1.0)
     parser.add_argument("--budget", type=int, default=6000, help="O: generations per search")
     parser.add_argument("--screen-top", type=int, default=10, help="O: layers screened (highest r)")
+    parser.add_argument("--screen-scales", type=scale_list, default=(1.0,), help="O: e.g. 0.25,0.5,1")
     parser.add_argument("--sizes", default="", help="override split sizes, e.g. n_val=60,n_test=200")
     parser.add_argument(
         "--control-of", default="A,S,P,O", help="variants that get controls with --controls (comma list)"
     )
+    parser.add_argument("--preset", default=DEFAULT_PRESET, help="model + SAE preset (e.g. smollm2-135m-it-4096)")
     parser.add_argument("--out", default="docs/results")
     parser.add_argument("--tag", default="", help="results file suffix: docs/results/<task>-<tag>.json")
     args = parser.parse_args()
@@ -265,7 +275,7 @@ def main() -> None:
             for c in ("random-directions", "shuffled-labels")
             if v in args.control_of.split(",")
         ]
-    lm = load_model("smollm2-135m-it")
+    lm = load_model(args.preset)
     saes = load_saes(lm)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

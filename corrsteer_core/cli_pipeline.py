@@ -133,7 +133,12 @@ def _select(args: argparse.Namespace) -> int:
                 base.profile,
                 task,
                 splits.validation,
-                cfg=OptimizeConfig(lam=args.lam, budget=args.budget, screen_top=args.screen_top),
+                cfg=OptimizeConfig(
+                    lam=args.lam,
+                    budget=args.budget,
+                    screen_top=args.screen_top,
+                    **({"screen_scales": args.screen_scales} if args.screen_scales else {}),
+                ),
                 gen=gen,
                 progress=progress,
             )
@@ -204,8 +209,19 @@ def _evaluation_items(profile: Any, args: argparse.Namespace) -> tuple[Any, Any,
     return task, splits, {"test": splits.test, "validation": splits.validation, "train": splits.train}[args.split]
 
 
+def scale_list(text: str) -> tuple[float, ...]:
+    """argparse type for '0.25,0.5,1': positive numbers, comma separated."""
+    try:
+        scales = tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers") from None
+    if not scales or any(not s > 0 for s in scales):
+        raise argparse.ArgumentTypeError(f"{text!r}: give one or more positive scales, e.g. '0.25,0.5,1'")
+    return scales
+
+
 def _evaluate(args: argparse.Namespace) -> int:
-    from corrsteer_core.evaluate import evaluate_profile
+    from corrsteer_core.evaluate import evaluate_profile, record_evaluation
     from corrsteer_core.profile_store import find_profile
     from corrsteer_core.progress import tqdm_progress
     from corrsteer_core.steer import GenerateConfig
@@ -218,6 +234,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     gen = GenerateConfig(batch_size=args.batch_size, constrained=args.constrained)
     with tqdm_progress(disable=args.json) as progress:
         result = evaluate_profile(loaded, saes, task, items, profile, cfg=gen, progress=progress)
+    record_evaluation(profile, result, args.split)  # beside its run, where the app lists it
     s = result.summary()
     flips = result.table[result.table["change"].isin(["wrong→right", "right→wrong"])]
     ser = "n/a" if s["ser"] is None else f"{s['ser']:.2f}"
@@ -414,6 +431,12 @@ def add_commands(sub: Any, command: Callable[[str], Callable]) -> None:
     p.add_argument("--budget", type=int, default=20000, help="O: most generations the search may spend")
     p.add_argument(
         "--screen-top", type=int, default=None, help="O: screen only the N layers with the highest r (default all)"
+    )
+    p.add_argument(
+        "--screen-scales",
+        type=scale_list,
+        default=None,
+        help="O: scales each layer is screened at alone, e.g. '0.25,0.5,1' (default 0.25,0.5,1)",
     )
     p.add_argument("--name", help="save the profile under this name (cache/profiles)")
     p.add_argument("--out", help="also write the profile JSON here")

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from typing import Any, Self
 
@@ -96,6 +97,12 @@ class ModelSpec(_DictMixin):
             raise ConfigError("an embedded model needs both 'package' and 'gguf_file'")
         if self.source == "local" and not self.path:
             raise ConfigError("a local model needs 'path' (a transformers model folder)")
+
+    @property
+    def cache_key(self) -> str:
+        """A file-name-safe key for what the model computes (presets sharing a model share caches)."""
+        parts = [self.hf_id, self.gguf_file or self.path or self.revision or "", self.dtype]
+        return re.sub(r"[^A-Za-z0-9._-]+", "_", "-".join(p for p in parts if p))
 
     def check_layer(self, layer: int) -> int:
         if isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer < self.n_layers:

@@ -83,10 +83,13 @@ def build_corpus(
     loaded: LoadedModel, cfg: CorpusConfig, progress: Callable[[int, int], None] | None = None
 ) -> Corpus:
     """Generate (or reload from cache) the corpus for this model and config."""
-    name = f"{loaded.preset.name}-{cfg.n_prompts}-{cfg.max_new_tokens}-{cfg.seed}"
-    cached = Corpus.load(name)
-    if cached is not None:
-        return cached
+    # keyed by the model, not the preset: presets that differ only in their SAEs share one corpus
+    suffix = f"{cfg.n_prompts}-{cfg.max_new_tokens}-{cfg.seed}"
+    name = f"{loaded.preset.model.cache_key}-{suffix}"
+    for key in (name, f"{loaded.preset.name}-{suffix}"):  # the second: caches written before the key moved
+        cached = Corpus.load(key)
+        if cached is not None:
+            return cached
     prompts = encode_prompts(loaded.tokenizer, corpus_prompts(cfg.n_prompts, cfg.seed), loaded.use_chat_template)
     # similar lengths per batch: less padding; the order is still deterministic
     order = sorted(range(len(prompts)), key=lambda i: (len(prompts[i]), i))

@@ -11,6 +11,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -20,6 +21,7 @@ from corrsteer_core.errors import ConfigError
 from corrsteer_core.loading import LoadedModel
 from corrsteer_core.profile import SteeringProfile
 from corrsteer_core.progress import Progress
+from corrsteer_core.runs import RUN_ID_PATTERN, RunStore
 from corrsteer_core.saes import SAESet
 from corrsteer_core.significance import SideEffects, side_effects
 from corrsteer_core.steer import GenerateConfig, Outcome, judge, profile_vectors, run_items
@@ -31,6 +33,7 @@ __all__ = [
     "cached_outcomes",
     "compare_outcomes",
     "evaluate_profile",
+    "record_evaluation",
     "scale_sweep",
     "transfer_table",
 ]
@@ -239,3 +242,25 @@ def transfer_table(
             for t, items in tasks
         ]
     )
+
+
+def record_evaluation(profile: SteeringProfile, result: EvaluationResult, split: str) -> Path | None:
+    """Save ``result``'s summary beside the run ``profile`` was selected from (``cache/runs/<id>/artifacts``).
+
+    Returns the file written, or None when the profile names no run on this machine (an imported profile, a
+    deleted run). The run id comes from the profile's provenance, which may come from a file: anything but a
+    plain id is ignored rather than used as a path.
+    """
+    run_id = str(profile.provenance.get("run_id") or "")
+    if not RUN_ID_PATTERN.fullmatch(run_id) or not RunStore(run_id).exists:
+        return None
+    record = {
+        "split": split,
+        "profile_name": profile.name,
+        "profile_hash": profile.content_hash(),
+        "global_scale": profile.global_scale,
+        "layers": [[s.layer, s.feature, s.scale * profile.global_scale] for s in profile.enabled],
+        "summary": result.summary(),
+    }
+    safe_split = "".join(c if c.isalnum() else "_" for c in split)[:20] or "items"
+    return RunStore(run_id).save_evaluation(f"{safe_split}-{profile.content_hash()}", record)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import time
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from corrsteer_core import storage
 from corrsteer_core.errors import CollectionError, valid_choices
 from corrsteer_core.stats import CorrelationStats
 
-__all__ = ["RunStore", "SampleRecord", "delete_run", "list_runs", "open_run", "run_id_for"]
+__all__ = ["RUN_ID_PATTERN", "RunStore", "SampleRecord", "delete_run", "list_runs", "open_run", "run_id_for"]
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,9 @@ class SampleRecord:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SampleRecord:
         return cls(**{**data, "token_ids": tuple(data.get("token_ids", ()))})
+
+
+RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,120}")
 
 
 def run_id_for(task_name: str, identity: dict[str, Any]) -> str:
@@ -147,6 +151,23 @@ class RunStore:
     def list_artifacts(self) -> list[str]:
         folder = self.folder / "artifacts"
         return sorted(p.stem for p in folder.glob("*.json")) if folder.is_dir() else []
+
+    def save_evaluation(self, key: str, record: dict[str, Any]) -> Path:
+        """One evaluation of a profile made from this run (``key``: split + profile hash; reruns replace it)."""
+        if not RUN_ID_PATTERN.fullmatch(key):
+            raise CollectionError(f"evaluation key {key!r} may hold only letters, digits, '-' and '_'")
+        return self.write_artifact(f"evaluation-{key}", {**record, "key": key, "saved": time.time()})
+
+    def evaluations(self) -> list[dict[str, Any]]:
+        """Saved evaluations, newest first (unreadable files are skipped)."""
+        rows = []
+        for name in self.list_artifacts():
+            if name.startswith("evaluation-"):
+                try:
+                    rows.append(self.read_artifact(name))
+                except Exception:  # one corrupt file must not hide the others
+                    continue
+        return sorted((r for r in rows if isinstance(r, dict)), key=lambda r: r.get("saved", 0), reverse=True)
 
 
 def list_runs() -> list[dict[str, Any]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -9,8 +10,10 @@ import sys
 import pytest
 
 from corrsteer_core.cli import main, parse_layers
+from corrsteer_core.cli_pipeline import scale_list
 from corrsteer_core.errors import ConfigError
 from corrsteer_core.profile import load_profile
+from corrsteer_core.runs import RunStore
 from tests.helpers import write_preset_file
 
 
@@ -34,9 +37,8 @@ def test_parse_layers():
         parse_layers("1-x")
 
 
-def test_select_show_evaluate_sweep_export(cli_env, capsys):
-    spec, data, tmp = cli_env
-    task_args = [
+def _vowels(data) -> list[str]:
+    return [
         "--custom",
         str(data),
         "--prompt-column",
@@ -50,6 +52,11 @@ def test_select_show_evaluate_sweep_export(cli_env, capsys):
         "--max-new-tokens",
         "8",
     ]
+
+
+def test_select_show_evaluate_sweep_export(cli_env, capsys):
+    spec, data, tmp = cli_env
+    task_args = _vowels(data)
     split = ["--n-train", "24", "--n-val", "6", "--n-test", "10"]
     assert main(["--json", "select", "--preset", spec.name, *task_args, *split, "--name", "vowels"]) == 0
     out = _json(capsys)
@@ -62,6 +69,8 @@ def test_select_show_evaluate_sweep_export(cli_env, capsys):
     assert main(["--json", "evaluate", "vowels"]) == 0
     summary = _json(capsys)["summary"]
     assert summary["n"] == 10 and summary["pos"] + summary["neg"] <= summary["changed"]
+    saved = RunStore(profile.provenance["run_id"]).evaluations()  # kept with the run (the app lists them)
+    assert [(r["split"], r["summary"]) for r in saved] == [("test", summary)]
     assert main(["--json", "sweep", "vowels", "--scales", "0,1"]) == 0
     sweep = _json(capsys)
     assert [row["scale"] for row in sweep] == [0.0, 1.0] and sweep[0]["changed"] == 0
@@ -74,6 +83,23 @@ def test_select_show_evaluate_sweep_export(cli_env, capsys):
     assert capsys.readouterr().out.count("wrote ") == 2
     assert main(["--json", "generate", "vowels", "--prompt", "say hi", "--max-new-tokens", "6"]) == 0
     assert set(_json(capsys)) == {"prompt", "unsteered", "steered"}
+
+
+def test_optimiser_options_and_bad_scale_lists(cli_env, capsys):
+    assert scale_list("0.25, 0.5,1") == (0.25, 0.5, 1.0)
+    for bad in ("0,1", "a,b", "", "-1"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            scale_list(bad)
+    spec, data, _ = cli_env
+    base = ["--json", "select", "--preset", spec.name, *_vowels(data), "--variant", "O"]
+    with pytest.raises(SystemExit) as exited:
+        main([*base, "--screen-scales", "0,1"])
+    assert exited.value.code == 2 and "positive scales" in capsys.readouterr().err
+    split = ["--n-train", "24", "--n-val", "6", "--n-test", "10"]
+    assert main([*base, *split, "--screen-scales", "0.5", "--budget", "60", "--lam", "1.5"]) == 0
+    optimised = load_profile(_json(capsys)["profile_path"]).provenance
+    assert list(optimised["optimize"]["screen_scales"]) == [0.5] and optimised["optimize"]["lam"] == 1.5
+    assert optimised["validation"]["generations"] <= 60
 
 
 def test_errors_exit_2_with_one_line(cli_env, capsys):

@@ -90,3 +90,13 @@ def test_preset_file_from_environment(tmp_path, monkeypatch):
     (tmp_path / "bad.yaml").write_text("x: [unclosed", encoding="utf-8")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_preset_file(tmp_path / "bad.yaml")
+
+
+def test_presets_that_share_a_model_share_its_cache_key():
+    default, wide = get_preset(DEFAULT_PRESET), get_preset("smollm2-135m-it-4096")
+    assert wide.model.cache_key == default.model.cache_key  # one corpus serves both SAE sets
+    assert (
+        (wide.sae.d_sae, wide.sae.set_name) == (4096, "topk-4096-k32") != (default.sae.d_sae, default.sae.set_name)
+    )
+    assert get_preset("gemma-2-2b-it").model.cache_key != default.model.cache_key
+    assert all(c.isalnum() or c in "._-" for c in default.model.cache_key)

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from corrsteer_core.collect import collect_activations
 from corrsteer_core.config import CollectConfig
 from corrsteer_core.controls import run_with_controls
 from corrsteer_core.errors import ConfigError, SelectionError
-from corrsteer_core.evaluate import cached_outcomes, compare_outcomes, evaluate_profile, scale_sweep
+from corrsteer_core.evaluate import (
+    cached_outcomes,
+    compare_outcomes,
+    evaluate_profile,
+    record_evaluation,
+    scale_sweep,
+)
 from corrsteer_core.optimize import OptimizeConfig, optimize_profile
+from corrsteer_core.runs import RunStore
 from corrsteer_core.select import SelectConfig, select_profile
 from corrsteer_core.steer import Outcome
 from tests.helpers import toy_task
@@ -66,6 +75,26 @@ def test_evaluation_counts_flips_and_reuses_cache(tiny, tiny_saes, setup):
     sweep = scale_sweep(tiny, tiny_saes, task, test, profile, [0.0, 1.0])
     assert sweep.loc[0, "diff"] == 0 and sweep.loc[0, "changed"] == 0
     assert sweep.loc[1, "steered_accuracy"] == pytest.approx(e.steered_accuracy)
+
+
+def test_evaluations_are_saved_with_their_run_and_foreign_run_ids_are_ignored(tiny, tiny_saes, setup):
+    task, run, _, test = setup
+    profile = select_profile(run, tiny, tiny_saes).profile
+    assert profile.provenance["run_id"] == run.run_id
+    result = evaluate_profile(tiny, tiny_saes, task, test, profile)
+    path = record_evaluation(profile, result, "test")
+    assert path is not None and path.parent.parent == RunStore(run.run_id).folder
+    half = profile.with_global_scale(0.5)
+    record_evaluation(half, evaluate_profile(tiny, tiny_saes, task, test, half), "test")
+    saved = RunStore(run.run_id).evaluations()
+    assert [r["profile_hash"] for r in saved] == [half.content_hash(), profile.content_hash()]  # newest first
+    assert saved[1]["summary"] == result.summary() and saved[0]["global_scale"] == 0.5
+    record_evaluation(profile, result, "test")  # the same profile again replaces its record
+    assert len(RunStore(run.run_id).evaluations()) == 2
+    for bad in ("../../escape", "no-such-run", ""):  # e.g. an imported profile's provenance
+        foreign = dataclasses.replace(profile, provenance={**profile.provenance, "run_id": bad})
+        assert record_evaluation(foreign, result, "test") is None
+    assert len(RunStore(run.run_id).evaluations()) == 2
 
 
 def test_compare_outcomes_by_hand():

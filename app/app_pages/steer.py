@@ -10,7 +10,7 @@ from typing import Any
 import streamlit as st
 
 from app.ui import jobs, resources, state, widgets, work
-from app.ui.evaluation_view import show_controls, show_evaluation, show_sweep
+from app.ui.evaluation_view import show_controls, show_evaluation, show_saved, show_sweep
 from app.ui.steer_table import PRESETS, apply_frame, preset_layers, settings_frame
 from app.ui.text import diff_html, md
 from corrsteer_core.errors import CorrSteerError
@@ -181,6 +181,9 @@ def _evaluate_section(ctx: Context, working: SteeringProfile) -> None:
         show_evaluation(evaluation[1], stale=evaluation[0] != now)
     if (sweep := state.get(state.SWEEP)) is not None:
         show_sweep(sweep[1], stale=sweep[0] != now)
+    if (run_id := working.provenance.get("run_id")) and isinstance(run_id, str):
+        with widgets.show_errors():
+            show_saved(resources.saved_evaluations(run_id), now)
 
 
 def _controls_section(ctx: Context) -> None:

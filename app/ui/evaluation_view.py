@@ -10,7 +10,14 @@ import streamlit as st
 from app.ui import figures
 from app.ui.text import md
 
-__all__ = ["format_summary", "show_controls", "show_evaluation", "show_sweep"]
+__all__ = [
+    "format_summary",
+    "saved_evaluations_frame",
+    "show_controls",
+    "show_evaluation",
+    "show_saved",
+    "show_sweep",
+]
 
 _FLIP_COLUMNS = [
     "item_id",
@@ -61,6 +68,44 @@ def show_evaluation(result: Any, stale: bool) -> None:
                 st.dataframe(flips[[c for c in _FLIP_COLUMNS if c in flips.columns]], hide_index=True)
     with st.expander("Every test item"):
         st.dataframe(result.table, hide_index=True)
+
+
+def saved_evaluations_frame(records: list[dict[str, Any]], current_hash: str | None) -> pd.DataFrame:
+    """One row per saved evaluation of a run (see corrsteer_core.evaluate.record_evaluation), newest first."""
+    rows = []
+    for r in records:
+        summary = r.get("summary") or {}
+        try:
+            text = format_summary(summary)
+        except (KeyError, TypeError, ValueError):  # a file from another version: skip, never fail the page
+            continue
+        layers = r.get("layers") or []
+        rows.append(
+            {
+                "current": r.get("profile_hash") == current_hash,
+                "saved": pd.Timestamp(float(r.get("saved", 0)), unit="s").strftime("%Y-%m-%d %H:%M"),
+                "profile": str(r.get("profile_name", "")),
+                "split": str(r.get("split", "")),
+                "layers": ", ".join(f"L{lay}:f{feat}×{scale:g}" for lay, feat, scale in layers) or "none",
+                "accuracy": text["accuracy"],
+                "diff [95% CI]": text["diff"],
+                "POS / NEG": text["pos_neg"],
+                "SER": text["ser"],
+                "McNemar p": text["p_value"],
+                "degenerate": summary.get("steered_degenerate"),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def show_saved(records: list[dict[str, Any]], current_hash: str | None) -> None:
+    """Evaluations saved with the run (they survive restarts); the current profile's are marked."""
+    frame = saved_evaluations_frame(records, current_hash)
+    if frame.empty:
+        return
+    with st.expander(f"Saved evaluations of this run ({len(frame)})", expanded=False):
+        st.caption("Every evaluation of a profile selected from this run, by the app or `corrsteer evaluate`.")
+        st.dataframe(frame, hide_index=True)
 
 
 def show_sweep(sweep: pd.DataFrame, stale: bool) -> None:

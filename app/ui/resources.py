@@ -34,7 +34,7 @@ from corrsteer_core.explain.evidence import (
 from corrsteer_core.loading import LoadedModel, load_model
 from corrsteer_core.presets import DEFAULT_PRESET, get_preset, list_presets
 from corrsteer_core.profile import SteeringProfile, load_profile
-from corrsteer_core.runs import list_runs
+from corrsteer_core.runs import RunStore, list_runs
 from corrsteer_core.saes import SAESet, load_saes, missing_embedded_layers
 
 __all__ = [
@@ -50,6 +50,7 @@ __all__ = [
     "saes",
     "safetensors_bytes",
     "save_profile",
+    "saved_evaluations",
     "saved_profiles",
     "task_and_splits",
     "task_infos",
@@ -110,6 +111,12 @@ def task_infos() -> list[Any]:
 @st.cache_resource(show_spinner="Opening the run…", max_entries=4)
 def collection(run_id: str) -> CollectionResult:
     return load_collection(run_id)
+
+
+def saved_evaluations(run_id: str) -> list[dict[str, Any]]:
+    """Evaluations saved with a run (read from disk every time: small files, written by other processes too)."""
+    store = RunStore(run_id)
+    return store.evaluations() if store.exists else []
 
 
 @st.cache_resource(show_spinner="Reading the task…", max_entries=8)

@@ -17,7 +17,13 @@ from corrsteer_core.collect import CollectionResult, collect_activations
 from corrsteer_core.config import CollectConfig
 from corrsteer_core.controls import ControlReport, run_with_controls
 from corrsteer_core.errors import ConfigError
-from corrsteer_core.evaluate import EvaluationResult, cached_outcomes, evaluate_profile, scale_sweep
+from corrsteer_core.evaluate import (
+    EvaluationResult,
+    cached_outcomes,
+    evaluate_profile,
+    record_evaluation,
+    scale_sweep,
+)
 from corrsteer_core.loading import LoadedModel
 from corrsteer_core.optimize import prune_profile
 from corrsteer_core.profile import SteeringProfile
@@ -111,7 +117,9 @@ def evaluate_work(
     gen: GenerateConfig,
     progress: Progress,
 ) -> EvaluationResult:
-    return evaluate_profile(loaded, saes, task, items, profile, cfg=gen, progress=progress)
+    result = evaluate_profile(loaded, saes, task, items, profile, cfg=gen, progress=progress)
+    record_evaluation(profile, result, "test")  # kept with the run: listed again after a restart
+    return result
 
 
 def sweep_work(

@@ -9,6 +9,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from app.ui import state
+from corrsteer_core.runs import RunStore
 from tests.app.conftest import NP_PRESET, STARTS_WITH, task_csv
 
 PAGES = ("run", "correlations", "features", "steer", "profiles")
@@ -112,6 +113,8 @@ def test_main_flow_run_correlations_features_steer_evaluate_export_import(at: Ap
     assert content_hash == working.content_hash() and result.effects.n == 24
     assert any(m.label == "McNemar p" for m in at.metric)
     assert any("wrong → right" in t.label for t in at.tabs)
+    assert any(e.label == "Saved evaluations of this run (1)" for e in at.expander)  # kept with the run
+    assert RunStore(run_id).evaluations()[0]["profile_hash"] == working.content_hash()
     ok(button(at, "Scale sweep").click().run())
     assert list(at.session_state[state.SWEEP][1]["scale"]) == [0.0, 0.5, 1.0, 1.5, 2.0]
 

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
 import torch
 
+from corrsteer_core import storage
 from corrsteer_core.collect import collect_activations
 from corrsteer_core.config import CollectConfig
+from corrsteer_core.corpus import CorpusConfig
 from corrsteer_core.evaluate import evaluate_profile
 from corrsteer_core.generation import encode_prompts, greedy_generate
 from corrsteer_core.hooks import add_to_residual
 from corrsteer_core.loading import load_model
 from corrsteer_core.prepare import PrepareConfig, prepare_embedded
+from corrsteer_core.presets import register_preset
 from corrsteer_core.profile import load_profile
+from corrsteer_core.sae_training import SAETrainConfig
 from corrsteer_core.saes import embedded_sae_dir
 from corrsteer_core.select import SelectConfig, select_profile
 from corrsteer_core.tasks import get_task, split_task
@@ -46,6 +51,22 @@ def test_prepare_writes_loadable_sae_lens_folders_with_quality(embedded_preset, 
     logs: list[str] = []
     prepare_embedded(embedded_preset, PrepareConfig(layers=(3, 12)), log=logs.append)
     assert "none, all done" in logs[0]  # resumable: finished layers are not retrained
+
+
+def test_presets_for_one_model_share_its_corpus(embedded_preset, prepared):
+    """A second SAE set for the same model trains from the cached corpus instead of generating another."""
+    corpus_dir = storage.cache_root() / "corpus"
+    before = sorted(p.name for p in corpus_dir.iterdir())
+    assert [n for n in before if n.startswith(embedded_preset.model.cache_key)] != []
+    sae = dataclasses.replace(embedded_preset.sae, d_sae=256, k=8, set_name="test-256", layers=(3,))
+    other = register_preset(dataclasses.replace(embedded_preset, name="smollm2-test-narrow", sae=sae))
+    cfg = PrepareConfig(
+        corpus=CorpusConfig(n_prompts=48, max_new_tokens=48, batch_size=16),
+        train=SAETrainConfig(epochs=1, batch_size=512),
+    )
+    rows = prepare_embedded(other, cfg, log=lambda _: None)
+    assert [r["layer"] for r in rows] == [3]
+    assert sorted(p.name for p in corpus_dir.iterdir()) == before
 
 
 def test_steering_changes_output_and_exit_restores_it(embedded, embedded_saes):
