@@ -22,7 +22,7 @@ import pandas as pd
 
 from corrsteer_core.collect import CollectionResult
 from corrsteer_core.config import _check_choice, _check_positive, _DictMixin
-from corrsteer_core.errors import SelectionError
+from corrsteer_core.errors import ConfigError, SelectionError
 from corrsteer_core.loading import LoadedModel
 from corrsteer_core.profile import LayerSetting, SteeringProfile
 from corrsteer_core.progress import Progress
@@ -59,9 +59,14 @@ class SelectConfig(_DictMixin):
     min_incorrect: int = 10
     seed: int = 0  # the random control's draw
     layers: tuple[int, ...] | None = None  # restrict the layers that may be steered
+    lam: float = 1.0  # O: penalty on right→wrong flips (objective accuracy − lam · NEG / n)
+    budget: int = 20_000  # O: most validation generations the search may spend
 
     def __post_init__(self) -> None:
         _check_choice("variant", self.variant, VARIANTS)
+        _check_positive("budget", self.budget)
+        if not self.lam >= 0:
+            raise ConfigError(f"lam must be >= 0, got {self.lam}")
         _check_choice("selector", self.selector, ALL_SELECTORS)
         _check_choice("coefficient_mode", self.coefficient_mode, tuple(COEFFICIENT_MODES))
         _check_positive("k", self.k)
@@ -188,10 +193,13 @@ def select_profile(
         return SelectionResult(profile, candidates, notes)
     if validation is None:
         raise SelectionError(f"variant {cfg.variant} needs a validation split (task and items)")
-    from corrsteer_core.optimize import optimize_profile, prune_profile
+    from corrsteer_core.optimize import OptimizeConfig, optimize_profile, prune_profile
 
     if cfg.variant == "P":
         pruned, table = prune_profile(loaded, saes, profile, *validation, gen=gen, progress=progress)
         return SelectionResult(pruned, candidates, notes, table)
-    optimized, trace = optimize_profile(loaded, saes, profile, *validation, gen=gen, progress=progress)
+    optimize_cfg = OptimizeConfig(lam=cfg.lam, budget=cfg.budget)
+    optimized, trace = optimize_profile(
+        loaded, saes, profile, *validation, cfg=optimize_cfg, gen=gen, progress=progress
+    )
     return SelectionResult(optimized, candidates, notes, trace)

@@ -133,6 +133,22 @@ def test_optimiser_respects_budget_and_controls_report(tiny, tiny_saes, setup):
     assert (table["n"] == len(test)).all() and isinstance(report.verdict(), str)
 
 
+def test_variant_o_takes_lambda_and_budget_from_the_selection_config(tiny, tiny_saes, setup):
+    task, run, val, _ = setup
+    cfg = SelectConfig(variant="O", lam=2.0, budget=len(val) * 3)
+    res = select_profile(run, tiny, tiny_saes, cfg, validation=(task, val))
+    prov = res.profile.provenance
+    assert prov["optimize"]["lam"] == 2.0 and prov["optimize"]["budget"] == len(val) * 3
+    assert prov["validation"]["generations"] <= len(val) * 3 and prov["select"]["lam"] == 2.0
+    neg = res.details["neg"].to_numpy()
+    assert res.details["objective"].to_numpy() == pytest.approx(
+        res.details["accuracy"].to_numpy() - 2.0 * neg / len(val)
+    )
+    for bad in ({"lam": -1.0}, {"budget": 0}):
+        with pytest.raises(ConfigError):
+            SelectConfig(variant="O", **bad)
+
+
 def test_optimiser_screens_only_the_top_layers_and_uses_forward_scales(tiny, tiny_saes, setup):
     task, run, val, _ = setup
     base = select_profile(run, tiny, tiny_saes).profile

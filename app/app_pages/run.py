@@ -46,6 +46,8 @@ _DEFAULTS: dict[str, Any] = {
     state.RUN_STRATA: "",
     state.RUN_K: 10,
     state.RUN_MIN_CLASS: 10,
+    state.RUN_LAM: 1.0,
+    state.RUN_BUDGET: 3000,
 }
 
 
@@ -96,6 +98,22 @@ def _method_form() -> tuple[dict[str, Any], dict[str, Any]]:
         )
         k = a[2].number_input("Candidates kept per layer", min_value=1, max_value=50, key=state.RUN_K)
         min_class = a[2].number_input("Warn below this many per class", min_value=1, key=state.RUN_MIN_CLASS)
+        o = st.columns(3)
+        lam = o[0].number_input(
+            "O: penalty λ on right → wrong flips",
+            min_value=0.0,
+            step=0.25,
+            key=state.RUN_LAM,
+            help="Objective: validation accuracy − λ · NEG / n. A change is kept only if its flips have "
+            "SER below 1 / (2 + λ) (λ = 1.5: below 0.29).",
+        )
+        budget = o[1].number_input(
+            "O: budget (validation generations)",
+            min_value=1,
+            step=500,
+            key=state.RUN_BUDGET,
+            help="The search stops when it has generated this many validation replies in total.",
+        )
     collect = {
         "batch_size": int(batch),
         "pooling": None if pooling == "task default" else pooling,
@@ -111,6 +129,8 @@ def _method_form() -> tuple[dict[str, Any], dict[str, Any]]:
         "min_correct": int(min_class),
         "min_incorrect": int(min_class),
         "within_strata": bool(strata.strip()),
+        "lam": float(lam),
+        "budget": int(budget),
     }
     return collect, select
 

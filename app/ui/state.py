@@ -41,7 +41,9 @@ KEEP_PREFIX = "keep_"  # widget keys starting with this survive page switches (s
 # ``keep_*`` keys survive page switches (see widgets.keep_widget_state); the others belong to one page visit.
 RUN_BATCH = "keep_run_batch"
 RUN_CONSTRAINED = "keep_run_constrained"
+RUN_BUDGET = "keep_run_budget"
 RUN_K = "keep_run_k"
+RUN_LAM = "keep_run_lam"
 RUN_LIMIT = "keep_run_limit"
 RUN_MAX_NEW = "keep_run_max_new"
 RUN_MIN_CLASS = "keep_run_min_class"

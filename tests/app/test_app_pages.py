@@ -212,6 +212,13 @@ def test_saved_run_reopens_without_recomputing(at: AppTest, monkeypatch: pytest.
     go(fresh, "correlations")
     assert not errors(fresh)
     assert any("Validation details" in e.label for e in fresh.expander)
+    go(fresh, "run")  # the same run with O, its penalty and budget taken from Advanced options
+    fresh.selectbox(key=state.RUN_VARIANT).set_value("O")
+    fresh.number_input(key=state.RUN_LAM).set_value(2.0)
+    fresh.number_input(key=state.RUN_BUDGET).set_value(24)
+    ok(button(fresh, "Open with the method above").click().run())
+    optimised = fresh.session_state[state.SELECTION].profile.provenance
+    assert optimised["optimize"]["lam"] == 2.0 and optimised["validation"]["generations"] <= 24
 
 
 def test_neuronpedia_offline_says_so(at: AppTest) -> None:
