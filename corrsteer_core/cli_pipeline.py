@@ -106,6 +106,8 @@ def _select(args: argparse.Namespace) -> int:
         within_strata=args.within_strata,
         min_firing=args.min_firing,
         seed=args.seed,
+        lam=args.lam,
+        budget=args.budget,
     )
     gen = GenerateConfig(
         batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, constrained=args.constrained
@@ -134,8 +136,8 @@ def _select(args: argparse.Namespace) -> int:
                 task,
                 splits.validation,
                 cfg=OptimizeConfig(
-                    lam=args.lam,
-                    budget=args.budget,
+                    lam=select_cfg.lam,
+                    budget=select_cfg.budget,
                     screen_top=args.screen_top,
                     **({"screen_scales": args.screen_scales} if args.screen_scales else {}),
                 ),
@@ -211,13 +213,13 @@ def _evaluation_items(profile: Any, args: argparse.Namespace) -> tuple[Any, Any,
 
 def scale_list(text: str) -> tuple[float, ...]:
     """argparse type for '0.25,0.5,1': positive numbers, comma separated."""
+    from corrsteer_core.config import parse_scales
+    from corrsteer_core.errors import ConfigError
+
     try:
-        scales = tuple(float(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers") from None
-    if not scales or any(not s > 0 for s in scales):
-        raise argparse.ArgumentTypeError(f"{text!r}: give one or more positive scales, e.g. '0.25,0.5,1'")
-    return scales
+        return tuple(parse_scales(text, positive=True))
+    except ConfigError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -256,13 +258,14 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
+    from corrsteer_core.config import parse_scales
     from corrsteer_core.evaluate import scale_sweep
     from corrsteer_core.profile_store import find_profile
     from corrsteer_core.progress import tqdm_progress
     from corrsteer_core.steer import GenerateConfig
 
     profile = find_profile(args.profile)
-    scales = [float(x) for x in args.scales.split(",")]
+    scales = parse_scales(args.scales)
     task, _, items = _evaluation_items(profile, args)
     loaded, saes = _open(profile.preset, tuple(s.layer for s in profile.layers), args.device)
     with tqdm_progress(disable=args.json) as progress:
@@ -456,7 +459,7 @@ def add_commands(sub: Any, command: Callable[[str], Callable]) -> None:
             p.add_argument("--constrained", action="store_true")
             p.add_argument("--show-flips", type=int, default=10, help="how many flipped items to list")
         else:
-            p.add_argument("--scales", default="0,0.25,0.5,0.75,1,1.5")
+            p.add_argument("--scales", default="0,0.25,0.5,0.75,1,1.5", help="e.g. '0,0.5,1' (at most 12)")
             p.add_argument("--plot", help="write the sweep plot as HTML here")
 
     p = sub.add_parser("export", help="write a profile as JSON or its vectors as safetensors")

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from dataclasses import dataclass
 from typing import Any, Self
@@ -71,6 +72,27 @@ class _DictMixin:
             )
         kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
         return cls(**kwargs)
+
+
+def parse_scales(text: str, *, positive: bool = False, most: int = 12) -> list[float]:
+    """'0, 0.5, 1' -> [0.0, 0.5, 1.0]: sorted, duplicates dropped; ConfigError naming the bad piece otherwise."""
+    scales = []
+    for piece in text.replace(";", ",").split(","):
+        if not piece.strip():
+            continue
+        try:
+            value = float(piece)
+        except ValueError as exc:
+            raise ConfigError(
+                f"cannot read the scale {piece.strip()!r}: give numbers like '0, 0.5, 1, 1.5'"
+            ) from exc
+        if not math.isfinite(value) or (positive and value <= 0):
+            kind = "positive numbers" if positive else "finite numbers"
+            raise ConfigError(f"scale {piece.strip()!r} is not allowed here: give {kind}, e.g. '0.25, 0.5, 1'")
+        scales.append(value)
+    if not scales or len(scales) > most:
+        raise ConfigError(f"give between 1 and {most} scales, e.g. '0, 0.5, 1, 1.5, 2'")
+    return sorted(dict.fromkeys(scales))
 
 
 @dataclass(frozen=True)

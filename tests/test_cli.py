@@ -94,7 +94,7 @@ def test_optimiser_options_and_bad_scale_lists(cli_env, capsys):
     base = ["--json", "select", "--preset", spec.name, *_vowels(data), "--variant", "O"]
     with pytest.raises(SystemExit) as exited:
         main([*base, "--screen-scales", "0,1"])
-    assert exited.value.code == 2 and "positive scales" in capsys.readouterr().err
+    assert exited.value.code == 2 and "positive numbers" in capsys.readouterr().err
     split = ["--n-train", "24", "--n-val", "6", "--n-test", "10"]
     assert main([*base, *split, "--screen-scales", "0.5", "--budget", "60", "--lam", "1.5"]) == 0
     optimised = load_profile(_json(capsys)["profile_path"]).provenance

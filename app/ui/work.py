@@ -14,7 +14,7 @@ import pandas as pd
 
 from app.ui.taskspec import TaskSpec
 from corrsteer_core.collect import CollectionResult, collect_activations
-from corrsteer_core.config import CollectConfig
+from corrsteer_core.config import CollectConfig, parse_scales
 from corrsteer_core.controls import ControlReport, run_with_controls
 from corrsteer_core.errors import ConfigError
 from corrsteer_core.evaluate import (
@@ -55,23 +55,6 @@ def gen_config(run_meta: dict[str, Any] | None, batch_size: int | None = None) -
         constrained=bool(collect.get("constrained", False)),
         use_chat_template=collect.get("use_chat_template"),
     )
-
-
-def parse_scales(text: str) -> list[float]:
-    """'0, 0.5, 1' -> [0.0, 0.5, 1.0] (ConfigError with the offending piece otherwise)."""
-    scales = []
-    for piece in text.replace(";", ",").split(","):
-        if not piece.strip():
-            continue
-        try:
-            scales.append(float(piece))
-        except ValueError as exc:
-            raise ConfigError(
-                f"cannot read the scale {piece.strip()!r}: give numbers like '0, 0.5, 1, 1.5'"
-            ) from exc
-    if not scales or len(scales) > 12:
-        raise ConfigError("give between 1 and 12 scales, e.g. '0, 0.5, 1, 1.5, 2'")
-    return sorted(dict.fromkeys(scales))
 
 
 def collect_and_select_work(

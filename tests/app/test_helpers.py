@@ -122,6 +122,9 @@ def test_parse_scales() -> None:
         parse_scales("1, abc")
     with pytest.raises(ConfigError):
         parse_scales(" , ")
+    for bad in ("nan", "1, inf", ",".join(["1"] * 13)):
+        with pytest.raises(ConfigError):
+            parse_scales(bad)
 
 
 def test_app_and_core_task_specs_agree(tmp_path):
