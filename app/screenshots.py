@@ -12,6 +12,7 @@ Playwright (never a downloaded browser). The helpers here are shared with the en
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 from collections.abc import Iterator
@@ -45,14 +46,15 @@ def launch(executable: str = CHROMIUM, width: int = 1400, height: int = 1000) ->
 
 
 def wait_idle(page: Any, timeout: float = 120.0, settle: float = 0.6) -> None:
-    """Wait until the app has rendered and no script run is in progress (the 'Running…' widget is gone)."""
+    """Wait until the app has rendered and nothing is in progress (no 'Running…' widget, skeleton or spinner)."""
     page.wait_for_selector('[data-testid="stApp"]', timeout=timeout * 1000)
     deadline = time.monotonic() + timeout
     quiet_since: float | None = None
     while time.monotonic() < deadline:
         running = page.locator('[data-testid="stStatusWidget"]').count() > 0
         skeleton = page.locator('[data-testid="stSkeleton"]').count() > 0
-        if running or skeleton:
+        spinner = page.locator('[data-testid="stSpinner"]').count() > 0  # st.spinner around slow work
+        if running or skeleton or spinner:
             quiet_since = None
         elif quiet_since is None:
             quiet_since = time.monotonic()
@@ -81,16 +83,34 @@ def open_page(page: Any, title: str) -> None:
     wait_idle(page)
 
 
-def _open_newest_run(page: Any) -> bool:
+def _open_run(page: Any, run_id: str | None = None) -> bool:
+    """Open a saved run on the Run page (the newest one, or ``run_id``); False when there is none to open."""
     button = page.get_by_role("button", name="Open with the method above")
     try:  # the saved-runs section renders after the form
         button.first.wait_for(timeout=30_000)
     except Exception:  # playwright's TimeoutError: no saved run
         return False
+    if run_id is not None:
+        box = page.get_by_test_id("stSelectbox").filter(has_text="Run to open").first.locator("input")
+        box.click()
+        box.fill(run_id)  # the list filters as you type
+        option = page.get_by_role("option").filter(has_text=run_id)
+        try:
+            option.first.wait_for(timeout=10_000)
+        except Exception:  # playwright's TimeoutError
+            raise SystemExit(f"no saved run {run_id!r} for this preset (see the Run page's Saved runs)") from None
+        option.first.click()
+        wait_idle(page)
     button.first.click()
-    # the status widget appears only after the click reaches the server: wait for the outcome itself
-    page.get_by_text("Open Correlations to see why").first.wait_for(timeout=600_000)
+    # the status widget appears only after the click reaches the server: wait for the outcome itself, which
+    # may be a failure (e.g. a run with no correct sample cannot be selected from)
+    opened = page.get_by_text("Open Correlations to see why")
+    failed = page.get_by_text(re.compile(r"^Opening \S+ failed"))
+    opened.or_(failed).first.wait_for(timeout=600_000)
     wait_idle(page, timeout=600)
+    if failed.count():
+        print(f"the newest run could not be opened: {failed.first.inner_text()}", file=sys.stderr)
+        return False
     return True
 
 
@@ -109,13 +129,15 @@ def _fill_steer(page: Any, evaluate: bool) -> None:
         wait_idle(page)
 
 
-def take_screenshots(url: str, out: Path, executable: str = CHROMIUM, evaluate: bool = False) -> list[Path]:
+def take_screenshots(
+    url: str, out: Path, executable: str = CHROMIUM, evaluate: bool = False, run_id: str | None = None
+) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     shots = []
     with launch(executable) as page:
         page.goto(url)
         wait_idle(page)
-        if not _open_newest_run(page):
+        if not _open_run(page, run_id):
             print("no saved run to open: pages other than Run will show their empty state", file=sys.stderr)
         for index, title in enumerate(PAGES, start=1):
             open_page(page, title)
@@ -136,11 +158,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--evaluate", action="store_true", help="also run the test evaluation and scale sweep on the Steer page"
     )
+    parser.add_argument("--run", help="open this saved run (default: the newest of the preset)")
     args = parser.parse_args(argv)
     if not Path(args.chromium).is_file():
         print(f"chromium not found at {args.chromium} (apt-get install chromium)", file=sys.stderr)
         return 2
-    take_screenshots(args.url, args.out, args.chromium, evaluate=args.evaluate)
+    take_screenshots(args.url, args.out, args.chromium, evaluate=args.evaluate, run_id=args.run)
     return 0
 
 
