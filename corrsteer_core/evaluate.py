@@ -252,7 +252,10 @@ def record_evaluation(profile: SteeringProfile, result: EvaluationResult, split:
     plain id is ignored rather than used as a path.
     """
     run_id = str(profile.provenance.get("run_id") or "")
-    if not RUN_ID_PATTERN.fullmatch(run_id) or not RunStore(run_id).exists:
+    if not RUN_ID_PATTERN.fullmatch(run_id):
+        return None
+    store = RunStore(run_id)
+    if not store.exists:
         return None
     record = {
         "split": split,
@@ -263,4 +266,4 @@ def record_evaluation(profile: SteeringProfile, result: EvaluationResult, split:
         "summary": result.summary(),
     }
     safe_split = "".join(c if c.isalnum() else "_" for c in split)[:20] or "items"
-    return RunStore(run_id).save_evaluation(f"{safe_split}-{profile.content_hash()}", record)
+    return store.save_evaluation(f"{safe_split}-{profile.content_hash()}", record)
