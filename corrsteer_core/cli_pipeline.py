@@ -125,31 +125,22 @@ def _select(args: argparse.Namespace) -> int:
             progress=progress,
             split=split_record(task_spec, split_spec, splits),
         )
-        if args.variant == "O":
-            from corrsteer_core.optimize import optimize_profile
-
-            base = select_profile(run, loaded, saes, SelectConfig(**{**select_cfg.to_dict(), "variant": "A"}))
-            profile, trace = optimize_profile(
-                loaded,
-                saes,
-                base.profile,
-                task,
-                splits.validation,
-                cfg=OptimizeConfig(
-                    lam=select_cfg.lam,
-                    budget=select_cfg.budget,
-                    screen_top=args.screen_top,
-                    **({"screen_scales": args.screen_scales} if args.screen_scales else {}),
-                ),
-                gen=gen,
-                progress=progress,
-            )
-            result = base
-            result.profile, result.details = profile, trace
-        else:
-            result = select_profile(
-                run, loaded, saes, select_cfg, validation=(task, splits.validation), gen=gen, progress=progress
-            )
+        optimize = OptimizeConfig(
+            lam=select_cfg.lam,
+            budget=select_cfg.budget,
+            screen_top=args.screen_top,
+            **({"screen_scales": args.screen_scales} if args.screen_scales else {}),
+        )
+        result = select_profile(
+            run,
+            loaded,
+            saes,
+            select_cfg,
+            validation=(task, splits.validation),
+            gen=gen,
+            progress=progress,
+            optimize=optimize,
+        )
     path = save_named_profile(result.profile, args.name)
     if args.out:
         result.profile.save(Path(args.out))

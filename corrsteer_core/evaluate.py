@@ -257,13 +257,14 @@ def record_evaluation(profile: SteeringProfile, result: EvaluationResult, split:
     store = RunStore(run_id)
     if not store.exists:
         return None
+    content_hash = profile.content_hash()
     record = {
         "split": split,
         "profile_name": profile.name,
-        "profile_hash": profile.content_hash(),
+        "profile_hash": content_hash,
         "global_scale": profile.global_scale,
         "layers": [[s.layer, s.feature, s.scale * profile.global_scale] for s in profile.enabled],
         "summary": result.summary(),
     }
     safe_split = "".join(c if c.isalnum() else "_" for c in split)[:20] or "items"
-    return store.save_evaluation(f"{safe_split}-{profile.content_hash()}", record)
+    return store.save_evaluation(f"{safe_split}-{content_hash}", record)

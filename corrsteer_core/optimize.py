@@ -226,7 +226,10 @@ def optimize_profile(
             "budget_exhausted": exhausted,
         },
     }
-    name = profile.name.replace("-A-", "-O-") if "-A-" in profile.name else f"{profile.name}-O"
+    if "-O-" in profile.name:  # already named for O (select_profile with variant O)
+        name = profile.name
+    else:
+        name = profile.name.replace("-A-", "-O-") if "-A-" in profile.name else f"{profile.name}-O"
     return dataclasses.replace(best, provenance=provenance, name=name), pd.DataFrame(obj.trace)
 
 

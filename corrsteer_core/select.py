@@ -16,7 +16,7 @@ import dataclasses
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -32,6 +32,9 @@ from corrsteer_core.stats import COEFFICIENT_MODES, CorrSteerWarning
 from corrsteer_core.steer import GenerateConfig
 from corrsteer_core.tasks.base import Task, TaskItem
 from corrsteer_core.versions import package_versions
+
+if TYPE_CHECKING:
+    from corrsteer_core.optimize import OptimizeConfig
 
 __all__ = [
     "ALL_SELECTORS",
@@ -176,8 +179,13 @@ def select_profile(
     validation: tuple[Task, Sequence[TaskItem]] | None = None,
     gen: GenerateConfig | None = None,
     progress: Progress | None = None,
+    optimize: OptimizeConfig | None = None,
 ) -> SelectionResult:
-    """Select features and build the profile of the requested variant (P and O need ``validation``)."""
+    """Select features and build the profile of the requested variant (P and O need ``validation``).
+
+    O searches with ``optimize`` when given (screening and scale options), else with ``cfg.lam`` and
+    ``cfg.budget`` and the optimiser's defaults.
+    """
     cfg = cfg or SelectConfig()
     candidates, notes = rank_candidates(collection, cfg)
     tops = [cands[0] for cands in candidates if cands]
@@ -198,7 +206,7 @@ def select_profile(
     if cfg.variant == "P":
         pruned, table = prune_profile(loaded, saes, profile, *validation, gen=gen, progress=progress)
         return SelectionResult(pruned, candidates, notes, table)
-    optimize_cfg = OptimizeConfig(lam=cfg.lam, budget=cfg.budget)
+    optimize_cfg = optimize or OptimizeConfig(lam=cfg.lam, budget=cfg.budget)
     optimized, trace = optimize_profile(
         loaded, saes, profile, *validation, cfg=optimize_cfg, gen=gen, progress=progress
     )

@@ -97,7 +97,9 @@ def test_optimiser_options_and_bad_scale_lists(cli_env, capsys):
     assert exited.value.code == 2 and "positive numbers" in capsys.readouterr().err
     split = ["--n-train", "24", "--n-val", "6", "--n-test", "10"]
     assert main([*base, *split, "--screen-scales", "0.5", "--budget", "60", "--lam", "1.5"]) == 0
-    optimised = load_profile(_json(capsys)["profile_path"]).provenance
+    optimised_profile = load_profile(_json(capsys)["profile_path"])
+    assert optimised_profile.name.endswith("-O-corr")  # named once for O, not "...-O-corr-O"
+    optimised = optimised_profile.provenance
     assert list(optimised["optimize"]["screen_scales"]) == [0.5] and optimised["optimize"]["lam"] == 1.5
     assert optimised["validation"]["generations"] <= 60
 
