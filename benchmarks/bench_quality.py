@@ -24,7 +24,7 @@ from typing import Any
 from corrsteer_core.cli_pipeline import scale_list
 from corrsteer_core.collect import collect_activations
 from corrsteer_core.config import CollectConfig
-from corrsteer_core.controls import random_direction_profile
+from corrsteer_core.controls import head_to_head, random_direction_profile
 from corrsteer_core.diagnostics import cumulative_relative_norm, norm_diagnostics
 from corrsteer_core.errors import CorrSteerError
 from corrsteer_core.evaluate import EvaluationResult, evaluate_profile
@@ -48,6 +48,8 @@ SIZES: dict[str, dict[str, Any]] = {
     # and test keep both halves, so over-refusal of the harmless look-alikes shows up as NEG
     "safety": {"n_train": 360, "n_val": 60, "n_test": 240, "select_where": {"label": "harmful"}},
     "format": {"n_train": 200, "n_val": 30, "n_test": 150},
+    # paired like safety: French features are selected on the "in French" half; the English half shows side effects
+    "language": {"n_train": 320, "n_val": 100, "n_test": 360, "select_where": {"language": "French"}},
     # multiple choice: one generated token, but long prompts (prefill dominates: ~3 items/s)
     "bbq_ambig": {"limit": 1500, "n_train": 240, "n_val": 20, "n_test": 150},
     "bbq_disambig": {"limit": 1500, "n_train": 240, "n_val": 20, "n_test": 150},
@@ -93,6 +95,23 @@ def _extra_rows(task: Any, items: Any, result: EvaluationResult) -> list[dict[st
             }
         )
     return rows
+
+
+def _versus(condition: str, result: EvaluationResult, done: dict[str, EvaluationResult]) -> dict | None:
+    """A control ("random-directions:P") against the profile it controls ("P"), head to head on the test items."""
+    profile = condition.split(":")[-1]
+    if ":" not in condition or profile not in done:
+        return None
+    v = head_to_head(done[profile], result)
+    return {
+        "profile": profile,
+        "diff": v.diff,
+        "ci_low": v.ci_low,
+        "ci_high": v.ci_high,
+        "pos": v.pos,
+        "neg": v.neg,
+        "p_value": v.p_value,
+    }
 
 
 def _profile_for(condition: str, ctx: dict[str, Any], progress: Any) -> SteeringProfile:
@@ -173,6 +192,7 @@ def run_task(name: str, conditions: list[str], seed: int, args: argparse.Namespa
             ),
         }
         rows = []
+        evaluated: dict[str, EvaluationResult] = {}
         for condition in conditions:
             condition_started = time.perf_counter()
             profile = _profile_for(condition, ctx, progress)
@@ -180,6 +200,7 @@ def run_task(name: str, conditions: list[str], seed: int, args: argparse.Namespa
                 lm, saes, task, splits.test, profile, cfg=gen, progress=progress, label=condition
             )
             diag = norm_diagnostics(profile, saes, run.resid_norm)
+            evaluated[condition] = result
             rows.append(
                 {
                     **result.summary(),
@@ -194,6 +215,7 @@ def run_task(name: str, conditions: list[str], seed: int, args: argparse.Namespa
                     "steered_layers": [
                         [s.layer, s.feature, s.scale * profile.global_scale] for s in profile.enabled
                     ],
+                    "versus": _versus(condition, result, evaluated),
                 }
             )
     return {
@@ -234,6 +256,11 @@ def markdown(result: dict) -> str:
             lines.append(
                 f"| ↳ side effect: {x['scorer']} | | {x['base_accuracy']:.1%} | {x['steered_accuracy']:.1%} | | "
                 f"{x['pos']} | {x['neg']} | | | | | |"
+            )
+        if v := r.get("versus"):
+            lines.append(
+                f"| ↳ {v['profile']} vs this control | | | | {v['diff']:+.1%} [{v['ci_low']:+.1%}, "
+                f"{v['ci_high']:+.1%}] | {v['pos']} | {v['neg']} | | | {v['p_value']:.3g} | | |"
             )
         for g in r["groups"]:
             lines.append(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,22 @@ def _open(preset: str, layers: tuple[int, ...] | None, device: str | None) -> tu
     return loaded, load_saes(loaded, layers)
 
 
+def _hint_paired_half(task_spec: Any, split_spec: Any) -> None:
+    """Warn when a paired behaviour is correlated over both halves, whose correct replies pull opposite ways."""
+    from corrsteer_core.tasks import list_tasks
+
+    if split_spec.select_where or task_spec.custom is not None:
+        return
+    half = next((i.select_where for i in list_tasks() if i.name == task_spec.name), ())
+    if half:
+        where = " ".join(f"--select-where {k}={v}" for k, v in half)
+        print(
+            f"note: {task_spec.name} is a paired behaviour; features are usually selected on one half "
+            f"({where}); this run correlates over both halves",
+            file=sys.stderr,
+        )
+
+
 def _select(args: argparse.Namespace) -> int:
     from corrsteer_core.collect import collect_activations
     from corrsteer_core.config import CollectConfig
@@ -114,6 +131,7 @@ def _select(args: argparse.Namespace) -> int:
     )
     task = resolve_task(task_spec)
     splits = resolve_splits(task, split_spec)
+    _hint_paired_half(task_spec, split_spec)
     loaded, saes = _open(args.preset, _csv_ints(args.layers), args.device)
     with tqdm_progress(disable=args.json) as progress:
         run = collect_activations(

@@ -4,10 +4,14 @@ Why O exists: on a small model, steering every layer's feature at once collapses
 vector is small (they add up), and layers that help alone do not compose. O searches, on the validation split
 only, which layers to steer and at what scale, judging every candidate by the *combined* profile:
 
+0. the whole profile (every layer's feature) at a few small global scales: some behaviours need many layers
+   nudged a little (on the paired language task every layer at ×0.5 doubled the French replies while the
+   best single layer changed nothing), and these few candidates cost little;
 1. screening: each layer alone at a few scales; the best ``pool_size`` layers that beat unsteered form the pool;
 2. greedy forward selection: add the (layer, scale) that most improves the objective, while it improves;
 3. coordinate passes: re-tune each pool layer's scale (0 removes it) with the others fixed;
 4. a global scale.
+The best candidate of any stage wins.
 
 Objective: validation accuracy − λ · NEG / n, where NEG counts right→wrong flips against unsteered. The
 search stops early when nothing improves and never spends more than ``budget`` generations; every profile's
@@ -45,6 +49,7 @@ class OptimizeConfig(_DictMixin):
     screen_scales: tuple[float, ...] = (0.25, 0.5, 1.0)
     screen_top: int | None = None  # screen only the layers with the highest selection score; None: all
     global_scales: tuple[float, ...] = (0.5, 0.75, 1.25, 1.5)
+    whole_scales: tuple[float, ...] = (0.25, 0.5)  # stage 0: every layer at these global scales; () skips it
     pool_size: int = 8
     max_layers: int = 6
     coordinate_passes: int = 1
@@ -58,6 +63,8 @@ class OptimizeConfig(_DictMixin):
             _check_positive(name, getattr(self, name))
         if self.screen_top is not None:
             _check_positive("screen_top", self.screen_top)
+        if any(s <= 0 for s in self.whole_scales):
+            raise ConfigError(f"whole_scales must be positive scales (or empty), got {self.whole_scales}")
         for name in ("scales", "forward_scales", "screen_scales", "global_scales"):
             if getattr(self, name) is None and name == "forward_scales":
                 continue
@@ -160,6 +167,9 @@ def _search(obj: _Objective, cfg: OptimizeConfig) -> None:
     )
     layers = [s.layer for s in ranked[: cfg.screen_top]]
     base_score = obj("unsteered", {})
+    whole = {s.layer: 1.0 for s in obj.profile.layers}
+    for g in cfg.whole_scales:
+        obj("whole", whole, g)
     screened = {L: max(obj("screen", {L: s}) for s in cfg.screen_scales) for L in layers}
     pool = [L for L in sorted(layers, key=lambda L: -screened[L]) if screened[L] > base_score][: cfg.pool_size]
     current: dict[int, float] = {}

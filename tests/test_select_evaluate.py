@@ -133,6 +133,21 @@ def test_optimiser_respects_budget_and_controls_report(tiny, tiny_saes, setup):
     assert (table["n"] == len(test)).all() and isinstance(report.verdict(), str)
 
 
+def test_optimiser_tries_the_whole_profile_at_small_scales_first(tiny, tiny_saes, setup):
+    task, run, val, _ = setup
+    base = select_profile(run, tiny, tiny_saes).profile
+    cfg = OptimizeConfig(budget=len(val) * 3, screen_scales=(1.0,), whole_scales=(0.25, 0.5))
+    _, trace = optimize_profile(tiny, tiny_saes, base, task, val, cfg=cfg)
+    whole = trace[trace["stage"] == "whole"]
+    assert list(whole["global_scale"]) == [0.25, 0.5]
+    assert all(set(layers) == {s.layer for s in base.layers} for layers in whole["layers"])
+    assert trace.index[trace["stage"] == "whole"].max() < trace.index[trace["stage"] == "screen"].min()
+    _, plain = optimize_profile(tiny, tiny_saes, base, task, val, cfg=dataclasses.replace(cfg, whole_scales=()))
+    assert "whole" not in set(plain["stage"])
+    with pytest.raises(ConfigError, match="whole_scales"):
+        OptimizeConfig(whole_scales=(0.0,))
+
+
 def test_variant_o_takes_lambda_and_budget_from_the_selection_config(tiny, tiny_saes, setup):
     task, run, val, _ = setup
     cfg = SelectConfig(variant="O", lam=2.0, budget=len(val) * 3)

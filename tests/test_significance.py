@@ -98,3 +98,46 @@ def test_mean_std() -> None:
     assert mean == pytest.approx(7 / 3) and std == pytest.approx(np.std([1.0, 2.0, 4.0], ddof=1))
     with pytest.raises(ConfigError):
         mean_std([])
+
+
+def _result(label: str, base: list[bool], steered: list[bool], ids: list[str] | None = None):
+    import pandas as pd
+
+    from corrsteer_core.evaluate import EvaluationResult
+
+    ids = ids or [f"i{k}" for k in range(len(base))]
+    table = pd.DataFrame({"item_id": ids, "base_correct": base, "steered_correct": steered})
+    table["base_degenerate"] = table["steered_degenerate"] = False
+    return EvaluationResult("t", label, side_effects(base, steered), table)
+
+
+def test_head_to_head_and_verdict_compare_profile_with_each_control_item_by_item():
+    from corrsteer_core.controls import ControlReport, head_to_head
+
+    n = 60
+    base = [False] * n
+    profile = [True] * 40 + [False] * 20  # +66.7 %, all POS
+    strong = [True] * 36 + [False] * 24  # a control nearly as good: 4 / 0 head to head, not significant
+    weak = [True] * 5 + [False] * 55
+    vs = head_to_head(_result("p", base, profile), _result("c", base, strong))
+    assert (vs.pos, vs.neg) == (4, 0) and vs.diff == pytest.approx(4 / n) and vs.p_value == pytest.approx(0.125)
+    # aligned by item id, not by row order
+    shuffled = _result("c", base[::-1], strong[::-1], [f"i{k}" for k in reversed(range(n))])
+    assert head_to_head(_result("p", base, profile), shuffled) == vs
+    report = ControlReport(
+        profiles={},
+        results={
+            "profile": _result("p", base, profile),
+            "random-directions": _result("r", base, strong),
+            "shuffled-labels": _result("s", base, weak),
+        },
+    )
+    verdict = report.verdict()
+    assert "does not clearly beat random-directions" in verdict and "SER 0.00" in verdict
+    table = report.table().set_index("condition")
+    assert table.loc["shuffled-labels", "profile_ahead"] == pytest.approx(35 / n)
+    assert table.loc["shuffled-labels", "profile_ahead_p"] < 1e-6
+    report.results["random-directions"] = _result("r", base, weak)
+    assert report.verdict().endswith("beats every control")
+    with pytest.raises(ConfigError, match="same test items"):
+        head_to_head(_result("p", base, profile), _result("c", base[:10], strong[:10]))

@@ -138,8 +138,12 @@ def show_controls(report: Any) -> None:
     (st.success if "beats every control" in verdict else st.warning)(md(verdict))
     table = report.table()
     pct = st.column_config.NumberColumn(format="percent")
-    st.dataframe(
-        table,
-        hide_index=True,
-        column_config={k: pct for k in ("base_accuracy", "steered_accuracy", "diff", "ci_low", "ci_high")},
+    percent = ("base_accuracy", "steered_accuracy", "diff", "ci_low", "ci_high", "profile_ahead")
+    config: dict[str, Any] = {k: pct for k in percent}
+    config["profile_ahead"] = st.column_config.NumberColumn(
+        "profile ahead", format="percent", help="accuracy of the profile minus this control's, same test items"
     )
+    config["profile_ahead_p"] = st.column_config.NumberColumn(
+        "head-to-head p", format="%.3g", help="exact McNemar test of the profile against this control"
+    )
+    st.dataframe(table, hide_index=True, column_config=config)

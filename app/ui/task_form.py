@@ -63,6 +63,7 @@ def _builtin_form() -> TaskSpec | None:
             state.RUN_SOURCE: "",
             state.RUN_LIMIT: 0,
             state.RUN_OPTIONS: "",
+            state.RUN_SELECT_HALF: True,
         }
     )
     if st.session_state[state.RUN_TASK] not in descriptions:
@@ -88,6 +89,16 @@ def _builtin_form() -> TaskSpec | None:
             key=state.RUN_OPTIONS,
             placeholder='{"' + info.options[0] + '": ...}',
         )
+    select_where: tuple[tuple[str, str], ...] = ()
+    if info.select_where:
+        half = ", ".join(f"{k} = {v}" for k, v in info.select_where)
+        if left.checkbox(
+            f"Select features on the {half} half only",
+            key=state.RUN_SELECT_HALF,
+            help="A paired behaviour: features are correlated on this half (e.g. refusing harmful requests); "
+            "validation and test keep both halves, so side effects on the other half count as NEG.",
+        ):
+            select_where = info.select_where
     return TaskSpec(
         name=name,
         n_train=0,
@@ -96,6 +107,7 @@ def _builtin_form() -> TaskSpec | None:
         source=source.strip() or None,
         limit=int(limit) or None,
         options=options.strip(),
+        select_where=select_where,
     )
 
 

@@ -51,6 +51,8 @@ class TaskSpec:
     limit: int | None = None  # built-in tasks: read at most this many items
     options: str = ""  # built-in tasks: task-specific options as a JSON object, e.g. '{"digits": 3}'
     custom: CustomColumns | None = None
+    # collect only on selection items with this metadata (a paired behaviour's half); validation/test keep all
+    select_where: tuple[tuple[str, str], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -61,7 +63,8 @@ class TaskSpec:
             custom = data.get("custom")
             if custom is not None:
                 custom = CustomColumns(**{**custom, "metadata_columns": tuple(custom.get("metadata_columns", ()))})
-            return cls(**{**data, "custom": custom})
+            where = tuple((str(k), str(v)) for k, v in data.get("select_where") or ())
+            return cls(**{**data, "custom": custom, "select_where": where})
         except TypeError as exc:
             raise TaskError(f"this run's task description cannot be read ({exc})") from exc
 
@@ -71,7 +74,8 @@ class TaskSpec:
     @property
     def label(self) -> str:
         kind = "uploaded" if self.custom else "built-in"
-        return f"{self.name} ({kind}; {self.n_train}/{self.n_val}/{self.n_test}, seed {self.seed})"
+        where = "".join(f", selected on {k}={v}" for k, v in self.select_where)
+        return f"{self.name} ({kind}; {self.n_train}/{self.n_val}/{self.n_test}, seed {self.seed}{where})"
 
     def parsed_options(self) -> dict[str, Any]:
         if not self.options.strip():
@@ -113,7 +117,13 @@ class TaskSpec:
         from corrsteer_core.experiment import SplitSpec
         from corrsteer_core.experiment import TaskSpec as CoreTaskSpec
 
-        split = SplitSpec(n_train=self.n_train, n_val=self.n_val, n_test=self.n_test, seed=self.seed)
+        split = SplitSpec(
+            n_train=self.n_train,
+            n_val=self.n_val,
+            n_test=self.n_test,
+            seed=self.seed,
+            select_where=dict(self.select_where) or None,
+        )
         if self.custom is None:
             task = CoreTaskSpec(
                 name=self.name, source=self.source, limit=self.limit, options=self.parsed_options()
@@ -138,7 +148,8 @@ class TaskSpec:
     @classmethod
     def from_core(cls, task: dict[str, Any], split: dict[str, Any]) -> TaskSpec:
         """A run started from the command line, described in the app's terms."""
-        sizes = {k: int(split.get(k) or 0) for k in ("n_train", "n_val", "n_test")}
+        sizes: dict[str, Any] = {k: int(split.get(k) or 0) for k in ("n_train", "n_val", "n_test")}
+        sizes["select_where"] = tuple((str(k), str(v)) for k, v in (split.get("select_where") or {}).items())
         custom = task.get("custom")
         if custom is None:
             options = json.dumps(task.get("options") or {}) if task.get("options") else ""
@@ -165,9 +176,9 @@ class TaskSpec:
         return cls(name=task["name"], seed=int(split.get("seed", 0)), custom=columns, **sizes)
 
     def build_splits(self, task: Any) -> Any:
-        from corrsteer_core.tasks import split_task
+        from corrsteer_core.experiment import resolve_splits
 
-        return split_task(task, n_train=self.n_train, n_val=self.n_val, n_test=self.n_test, seed=self.seed)
+        return resolve_splits(task, self.core_specs()[1])
 
 
 def _json_object(text: str, what: str, example: str) -> dict[str, Any]:

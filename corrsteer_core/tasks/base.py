@@ -96,6 +96,8 @@ class TaskInfo:
     needs_data: bool
     hub_id: str | None = None
     options: tuple[str, ...] = ()
+    # paired behaviours: the half whose features are selected by default (validation and test keep both)
+    select_where: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from corrsteer_core.tasks.answer_scorers import (
     RegexScorer,
 )
 from corrsteer_core.tasks.base import Scorer
+from corrsteer_core.tasks.language_scorers import LanguageScorer
 from corrsteer_core.tasks.refusal_scorers import RefusalPairScorer, RefusalScorer, XSTestScorer
 
 __all__ = ["SCORER_NAMES", "get_scorer", "scorer_options"]
@@ -30,6 +31,7 @@ _FACTORIES: dict[str, Callable[..., Scorer]] = {
     "refusal": RefusalScorer,
     "xstest": XSTestScorer,
     "refusal_pair": RefusalPairScorer,
+    "language": LanguageScorer,
 }
 SCORER_NAMES: tuple[str, ...] = tuple(_FACTORIES)
 
@@ -42,7 +44,8 @@ def scorer_options(name: str) -> tuple[str, ...]:
 
 def get_scorer(name: str, **options: Any) -> Scorer:
     """A scorer by name: exact, contains, regex (pattern=...), letter, number (strategy=last|result),
-    numeric_only (strict=...), refusal, xstest, refusal_pair (label_key=..., judge=harmbench|xstest|any)."""
+    numeric_only (strict=...), refusal, xstest, refusal_pair (label_key=..., judge=harmbench|xstest|any),
+    language (min_cues=...)."""
     factory = _factory(name)
     valid = scorer_options(name)
     unknown = sorted(set(options) - set(valid))

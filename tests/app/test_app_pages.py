@@ -76,6 +76,16 @@ def test_every_page_renders_without_a_run(at: AppTest) -> None:
     assert any("No steering profile" in i.value for i in at.info)
 
 
+def test_paired_tasks_offer_selection_on_one_half(at: AppTest) -> None:
+    at.selectbox(key=state.RUN_TASK).set_value("safety")
+    ok(at.run())
+    half = at.checkbox(key=state.RUN_SELECT_HALF)
+    assert half.value and "label = harmful" in half.label
+    at.selectbox(key=state.RUN_TASK).set_value("arithmetic")
+    ok(at.run())
+    assert not [c for c in at.checkbox if c.key == state.RUN_SELECT_HALF]
+
+
 def test_main_flow_run_correlations_features_steer_evaluate_export_import(at: AppTest) -> None:
     upload_task(at)
     assert any("72 items" in s.value for s in at.success)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pandas as pd
 import pytest
@@ -125,6 +126,28 @@ def test_parse_scales() -> None:
     for bad in ("nan", "1, inf", ",".join(["1"] * 13)):
         with pytest.raises(ConfigError):
             parse_scales(bad)
+
+
+def test_paired_task_selects_on_one_half_in_app_and_core():
+    """The Run page's "select on the harmful half" reaches the split and the CLI's view of the run."""
+    from corrsteer_core.experiment import resolve_splits, resolve_task
+    from corrsteer_core.tasks import list_tasks
+
+    info = {i.name: i for i in list_tasks()}
+    assert info["safety"].select_where == (("label", "harmful"),) and not info["arithmetic"].select_where
+    spec = TaskSpec(name="safety", n_train=40, n_val=20, n_test=20, select_where=info["safety"].select_where)
+    splits = spec.build_splits(spec.build_task())
+    assert {i.metadata["label"] for i in splits.train} == {"harmful"} and len(splits.train) == 20
+    assert {i.metadata["label"] for i in splits.test} == {"harmful", "harmless"}
+    core_task, core_split = spec.core_specs()
+    assert core_split.select_where == {"label": "harmful"}
+    theirs = resolve_splits(resolve_task(core_task), core_split)
+    assert [i.id for i in theirs.train] == [i.id for i in splits.train]
+    assert TaskSpec.from_core(core_task.to_dict(), core_split.to_dict()) == spec
+    assert TaskSpec.from_dict(json.loads(spec.to_json())) == spec and "selected on label=harmful" in spec.label
+    nothing = dataclasses.replace(spec, select_where=(("label", "knitting"),))
+    with pytest.raises(ConfigError, match="no selection item matches"):
+        nothing.build_splits(nothing.build_task())
 
 
 def test_app_and_core_task_specs_agree(tmp_path):

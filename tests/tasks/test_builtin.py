@@ -13,7 +13,7 @@ from corrsteer_core.tasks.builtin_arithmetic import LEVELS, generate_problems
 from corrsteer_core.tasks.builtin_text import capitals_table
 from corrsteer_core.tasks.text import find_tokens, tokenise
 
-BUILTIN = ("arithmetic", "capitals", "safety", "format")
+BUILTIN = ("arithmetic", "capitals", "safety", "format", "language")
 
 
 @pytest.mark.parametrize("name", BUILTIN)
@@ -102,6 +102,23 @@ def test_safety_pairs() -> None:
     assert {i.metadata["category"] for i in only.items} == {"malware"}
     with pytest.raises(TaskError, match="valid are"):
         get_task("safety", categories=["knitting"])
+
+
+def test_language_pairs() -> None:
+    task = get_task("language")
+    assert task.paired_key == "language" and task.scorer.name == "language" and task.max_new_tokens == 32
+    groups: dict[str, list[tuple[str, str]]] = {}
+    for item in task.items:
+        language = item.metadata["language"]
+        assert item.target == {"French": "fr", "English": "en"}[language] and f"in {language}." in item.prompt
+        groups.setdefault(item.metadata["pair_id"], []).append((language, item.metadata["phrasing"]))
+    # every country: both phrasings in both languages, in one group so splits keep them together
+    assert len(groups) == len(capitals_table())
+    assert all(
+        sorted(g) == [("English", "0"), ("English", "1"), ("French", "0"), ("French", "1")]
+        for g in groups.values()
+    )
+    assert len({i.id for i in task.items}) == len(task.items)
 
 
 def _stems(prompt: str) -> set[str]:

@@ -74,13 +74,19 @@ def test_split_errors_name_the_sizes() -> None:
 def test_list_tasks_describes_every_task() -> None:
     infos = {info.name: info for info in list_tasks()}
     assert set(infos) == set(TASK_NAMES)
-    assert {n for n, i in infos.items() if not i.needs_data} == {"arithmetic", "capitals", "safety", "format"}
+    assert {n for n, i in infos.items() if not i.needs_data} == {
+        "arithmetic",
+        "capitals",
+        "safety",
+        "language",
+        "format",
+    }
     assert infos["gsm8k"].hub_id == "openai/gsm8k" and infos["gsm8k"].kind == "long_answer"
     assert infos["mmlu"].options == ("split", "subjects") and "condition" not in task_options("bbq_ambig")
 
 
 def test_registry_errors_list_the_valid_choices() -> None:
-    with pytest.raises(TaskError, match="valid tasks are arithmetic, capitals, safety, format, mmlu"):
+    with pytest.raises(TaskError, match="valid tasks are arithmetic, capitals, safety, language, format, mmlu"):
         get_task("trivia")
     with pytest.raises(TaskError, match="valid options are n, operations, level"):
         get_task("arithmetic", digits=3)
