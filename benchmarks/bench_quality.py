@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from corrsteer_core.cli_pipeline import scale_list
+from corrsteer_core.cli_pipeline import scale_list, whole_scale_list
 from corrsteer_core.collect import collect_activations
 from corrsteer_core.config import CollectConfig
 from corrsteer_core.controls import head_to_head, random_direction_profile
@@ -186,6 +186,7 @@ def run_task(name: str, conditions: list[str], seed: int, args: argparse.Namespa
                 budget=args.budget,
                 screen_top=args.screen_top,
                 screen_scales=args.screen_scales,  # default (1.0,): shared with P's layer-alone generations
+                whole_scales=args.whole_scales,
                 forward_scales=(0.25, 0.5, 1.0),
                 pool_size=4,
                 max_layers=3,
@@ -286,6 +287,9 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=6000, help="O: generations per search")
     parser.add_argument("--screen-top", type=int, default=10, help="O: layers screened (highest r)")
     parser.add_argument("--screen-scales", type=scale_list, default=(1.0,), help="O: e.g. 0.25,0.5,1")
+    parser.add_argument(
+        "--whole-scales", type=whole_scale_list, default=(0.25, 0.5), help="O: whole profile first; 'none' skips"
+    )
     parser.add_argument("--sizes", default="", help="override split sizes, e.g. n_val=60,n_test=200")
     parser.add_argument(
         "--control-of", default="A,S,P,O", help="variants that get controls with --controls (comma list)"

@@ -148,6 +148,7 @@ def _select(args: argparse.Namespace) -> int:
             budget=select_cfg.budget,
             screen_top=args.screen_top,
             **({"screen_scales": args.screen_scales} if args.screen_scales else {}),
+            **({"whole_scales": args.whole_scales} if args.whole_scales is not None else {}),
         )
         result = select_profile(
             run,
@@ -218,6 +219,11 @@ def _evaluation_items(profile: Any, args: argparse.Namespace) -> tuple[Any, Any,
     task = resolve_task(task_spec)
     splits = resolve_splits(task, split_spec)
     return task, splits, {"test": splits.test, "validation": splits.validation, "train": splits.train}[args.split]
+
+
+def whole_scale_list(text: str) -> tuple[float, ...]:
+    """argparse type for O's whole-profile scales: like :func:`scale_list`, or 'none' to skip that stage."""
+    return () if text.strip().lower() == "none" else scale_list(text)
 
 
 def scale_list(text: str) -> tuple[float, ...]:
@@ -449,6 +455,12 @@ def add_commands(sub: Any, command: Callable[[str], Callable]) -> None:
         type=scale_list,
         default=None,
         help="O: scales each layer is screened at alone, e.g. '0.25,0.5,1' (default 0.25,0.5,1)",
+    )
+    p.add_argument(
+        "--whole-scales",
+        type=whole_scale_list,
+        default=None,
+        help="O: global scales the whole profile is tried at first, e.g. '0.25,0.5' (the default), or 'none'",
     )
     p.add_argument("--name", help="save the profile under this name (cache/profiles)")
     p.add_argument("--out", help="also write the profile JSON here")

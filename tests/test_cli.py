@@ -96,12 +96,17 @@ def test_optimiser_options_and_bad_scale_lists(cli_env, capsys):
         main([*base, "--screen-scales", "0,1"])
     assert exited.value.code == 2 and "positive numbers" in capsys.readouterr().err
     split = ["--n-train", "24", "--n-val", "6", "--n-test", "10"]
-    assert main([*base, *split, "--screen-scales", "0.5", "--budget", "60", "--lam", "1.5"]) == 0
+    assert (
+        main([*base, *split, "--screen-scales", "0.5", "--budget", "60", "--lam", "1.5", "--whole-scales", "none"])
+        == 0
+    )
     optimised_profile = load_profile(_json(capsys)["profile_path"])
     assert optimised_profile.name.endswith("-O-corr")  # named once for O, not "...-O-corr-O"
     optimised = optimised_profile.provenance
     assert list(optimised["optimize"]["screen_scales"]) == [0.5] and optimised["optimize"]["lam"] == 1.5
-    assert optimised["validation"]["generations"] <= 60
+    assert optimised["validation"]["generations"] <= 60 and list(optimised["optimize"]["whole_scales"]) == []
+    assert main([*base, *split, "--budget", "60", "--whole-scales", "0.3"]) == 0
+    assert list(load_profile(_json(capsys)["profile_path"]).provenance["optimize"]["whole_scales"]) == [0.3]
 
 
 def test_errors_exit_2_with_one_line(cli_env, capsys):
