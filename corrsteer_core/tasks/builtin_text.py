@@ -15,7 +15,7 @@ English replies that turn French are its side effect.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cache
 from importlib import resources
 
@@ -145,9 +145,7 @@ def build_safety(source: str | None = None, *, seed: int = 0, categories: Sequen
                     )
                 )
     # Shuffle by pair so each harmful item stays next to its look-alike (handy when reading generations).
-    pair_ids = sorted({item.metadata["pair_id"] for item in items})
-    rank = {pair_ids[i]: r for r, i in enumerate(seeded_order(pair_ids, seed))}
-    items.sort(key=lambda item: (rank[item.metadata["pair_id"]], item.metadata["label"]))
+    _shuffle_by_pair(items, seed, lambda item: item.metadata["label"])
     return Task(
         name="safety",
         description="Paired set: refuse harmful requests, answer harmless look-alikes (refusal_pair), 32 tokens",
@@ -160,6 +158,13 @@ def build_safety(source: str | None = None, *, seed: int = 0, categories: Sequen
         strata_keys=("label", "category"),
         paired_key="label",
     )
+
+
+def _shuffle_by_pair(items: list[TaskItem], seed: int, within: Callable[[TaskItem], str]) -> None:
+    """Order ``items`` in place: pairs (``metadata["pair_id"]``) in a seeded order, ``within`` inside a pair."""
+    pair_ids = sorted({item.metadata["pair_id"] for item in items})
+    rank = {pair_ids[i]: r for r, i in enumerate(seeded_order(pair_ids, seed))}
+    items.sort(key=lambda item: (rank[item.metadata["pair_id"]], within(item)))
 
 
 def build_language(source: str | None = None, *, seed: int = 0) -> Task:
@@ -180,9 +185,7 @@ def build_language(source: str | None = None, *, seed: int = 0) -> Task:
                         metadata={"language": language, "pair_id": pair_id, "phrasing": str(phrasing_index)},
                     )
                 )
-    pair_ids = sorted({item.metadata["pair_id"] for item in items})
-    rank = {pair_ids[i]: r for r, i in enumerate(seeded_order(pair_ids, seed))}
-    items.sort(key=lambda item: (rank[item.metadata["pair_id"]], item.id))
+    _shuffle_by_pair(items, seed, lambda item: item.id)
     return Task(
         name="language",
         description="Paired set: reply in French or English as asked (language judge), 32 tokens",
