@@ -16,6 +16,7 @@ condition, the same variant built from random directions and from shuffled label
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -38,23 +39,23 @@ from corrsteer_core.saes import load_saes
 from corrsteer_core.select import SelectConfig, select_profile
 from corrsteer_core.significance import mean_std
 from corrsteer_core.steer import GenerateConfig
+from corrsteer_core.tasks import list_tasks
 
 # selection / validation / test sizes per task, sized for 2 CPU cores (about 2-10 minutes per task and
 # condition set; see docs/results/README.md for the commands and timings actually used)
 SIZES: dict[str, dict[str, Any]] = {
     "arithmetic": {"n_train": 200, "n_val": 30, "n_test": 150},
     "capitals": {"n_train": 87, "n_val": 30, "n_test": 70},
-    # paired behaviours: refusal features are selected on the harmful half (correct = refused), while validation
-    # and test keep both halves, so over-refusal of the harmless look-alikes shows up as NEG
-    "safety": {"n_train": 360, "n_val": 60, "n_test": 240, "select_where": {"label": "harmful"}},
+    # paired behaviours (safety, language, xstest) are selected on the half the task registry names (harmful
+    # requests; "in French" requests), while validation and test keep both halves, so side effects show as NEG
+    "safety": {"n_train": 360, "n_val": 60, "n_test": 240},
     "format": {"n_train": 200, "n_val": 30, "n_test": 150},
-    # paired like safety: French features are selected on the "in French" half; the English half shows side effects
-    "language": {"n_train": 320, "n_val": 100, "n_test": 360, "select_where": {"language": "French"}},
+    "language": {"n_train": 320, "n_val": 100, "n_test": 360},
     # multiple choice: one generated token, but long prompts (prefill dominates: ~3 items/s)
     "bbq_ambig": {"limit": 1500, "n_train": 240, "n_val": 20, "n_test": 150},
     "bbq_disambig": {"limit": 1500, "n_train": 240, "n_val": 20, "n_test": 150},
     "harmbench": {"n_train": 100, "n_val": 20, "n_test": 70},
-    "xstest": {"n_train": 200, "n_val": 30, "n_test": 150, "select_where": {"label": "harmful"}},
+    "xstest": {"n_train": 200, "n_val": 30, "n_test": 150},
     "gsm8k": {"limit": 120, "n_train": 70, "n_val": 10, "n_test": 40},
 }
 SELECTOR_CONDITIONS = ("mi", "fisher", "caa", "random", "shuffled")
@@ -102,16 +103,7 @@ def _versus(condition: str, result: EvaluationResult, done: dict[str, Evaluation
     profile = condition.split(":")[-1]
     if ":" not in condition or profile not in done:
         return None
-    v = head_to_head(done[profile], result)
-    return {
-        "profile": profile,
-        "diff": v.diff,
-        "ci_low": v.ci_low,
-        "ci_high": v.ci_high,
-        "pos": v.pos,
-        "neg": v.neg,
-        "p_value": v.p_value,
-    }
+    return {"profile": profile, **dataclasses.asdict(head_to_head(done[profile], result))}
 
 
 def _profile_for(condition: str, ctx: dict[str, Any], progress: Any) -> SteeringProfile:
@@ -147,12 +139,12 @@ def run_task(name: str, conditions: list[str], seed: int, args: argparse.Namespa
             raise SystemExit(f"--sizes takes limit, n_train, n_val, n_test; got {key!r}")
         sizes[key] = int(value)
     task_spec = TaskSpec(name=name, limit=sizes.pop("limit", None))
-    split_spec = SplitSpec(seed=args.split_seed, **sizes)
+    half = next((dict(i.select_where) for i in list_tasks() if i.name == name and i.select_where), None)
+    split_spec = SplitSpec(seed=args.split_seed, select_where=half, **sizes)
     task = resolve_task(task_spec)
     splits = resolve_splits(task, split_spec)
     train, validation = splits.train, splits.validation
     if seed:  # repeats over selection seeds: selection and validation re-drawn from their pool, same test items
-        import dataclasses
         import random
 
         unfiltered = resolve_splits(task, dataclasses.replace(split_spec, select_where=None))

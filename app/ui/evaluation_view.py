@@ -138,8 +138,7 @@ def show_controls(report: Any) -> None:
     (st.success if "beats every control" in verdict else st.warning)(md(verdict))
     table = report.table()
     pct = st.column_config.NumberColumn(format="percent")
-    percent = ("base_accuracy", "steered_accuracy", "diff", "ci_low", "ci_high", "profile_ahead")
-    config: dict[str, Any] = {k: pct for k in percent}
+    config: dict[str, Any] = {k: pct for k in ("base_accuracy", "steered_accuracy", "diff", "ci_low", "ci_high")}
     config["profile_ahead"] = st.column_config.NumberColumn(
         "profile ahead", format="percent", help="accuracy of the profile minus this control's, same test items"
     )
