@@ -9,6 +9,7 @@ rows exactly.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -77,6 +78,12 @@ def choice_token_ids(tokenizer: object, choices: Sequence[str]) -> list[int]:
     return sorted(ids)
 
 
+def cache_keyword(model: Any) -> str:
+    """The keyword the model's forward takes its KV cache under (``cache`` from transformers 5.24 on)."""
+    parameters = inspect.signature(model.forward).parameters
+    return "cache" if "cache" in parameters else "past_key_values"
+
+
 def _left_pad(prompt_ids: list[list[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     width = max(len(p) for p in prompt_ids)
     ids = torch.full((len(prompt_ids), width), pad_id, dtype=torch.long)
@@ -118,12 +125,12 @@ def greedy_generate(
         allowed = torch.tensor(sorted(set(allowed_token_ids)), dtype=torch.long, device=device)
     stop_tensor = torch.tensor(sorted(stop_ids) or [-1], dtype=torch.long, device=device)
 
-    cache = DynamicCache(config=model.config)
+    cache = {cache_keyword(model): DynamicCache(config=model.config)}
     out = model(
         input_ids=ids,
         attention_mask=mask,
         position_ids=positions,
-        past_key_values=cache,
+        **cache,
         use_cache=True,
         logits_to_keep=1,
     )
@@ -151,7 +158,7 @@ def greedy_generate(
             input_ids=token[:, None],
             attention_mask=mask,
             position_ids=positions,
-            past_key_values=cache,
+            **cache,
             use_cache=True,
             logits_to_keep=1,
         )

@@ -15,7 +15,7 @@ Both context managers always remove their hooks in ``finally``.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,7 +50,7 @@ class HookSite:
 
 
 def _base_model(model: nn.Module) -> nn.Module:
-    """The module that owns the decoder layers and receives ``past_key_values``."""
+    """The module that owns the decoder layers and receives the KV cache."""
     for attr in ("model", "transformer"):
         inner = getattr(model, attr, None)
         if isinstance(inner, nn.Module) and any(hasattr(inner, a) for a in ("layers", "h")):
@@ -82,22 +82,53 @@ def resolve_hook(model: nn.Module, hook_name: str) -> HookSite:
     return HookSite(hook_name=hook_name, layer=layer, module=layers[layer], kind=kind)
 
 
+def _cache_length(values: Iterable[Any]) -> int | None:
+    """Tokens already held by the first KV cache among ``values`` (None: no cache passed).
+
+    The cache is recognised by what it is, not by the keyword it travels under: transformers renamed
+    ``past_key_values`` to ``cache`` in 5.24, and a hook that looked for one name silently took every decode
+    step for a prefill.
+    """
+    for value in values:
+        if hasattr(value, "get_seq_length") and callable(value.get_seq_length):
+            return int(value.get_seq_length())
+        if (  # legacy tuple cache: ((key, value), ...) per layer, key (batch, heads, seq, head_dim)
+            isinstance(value, tuple | list)
+            and value
+            and isinstance(value[0], tuple | list)
+            and value[0]
+            and isinstance(value[0][0], torch.Tensor)
+            and value[0][0].ndim == 4
+        ):
+            return int(value[0][0].shape[-2])
+    return None
+
+
 class _PhaseTracker:
-    """Knows whether the current forward call is a prefill (empty KV cache) or a decode step."""
+    """Knows whether the current forward call is a prefill (empty KV cache) or a decode step.
+
+    A pre-hook on the model that owns the decoder layers, so it sees each forward call once, before any layer.
+    """
 
     def __init__(self) -> None:
         self.prefill = True
 
     def __call__(self, module: nn.Module, args: tuple, kwargs: dict[str, Any]) -> None:
-        cache = kwargs.get("past_key_values")
-        if cache is None and len(args) > 3:
-            cache = args[3]
-        length = 0
-        if cache is not None and hasattr(cache, "get_seq_length"):
-            length = int(cache.get_seq_length())
-        elif isinstance(cache, tuple | list) and cache and cache[0] is not None:
-            length = int(cache[0][0].shape[-2])  # legacy tuple cache: (key, value) per layer
+        length = _cache_length([*args, *kwargs.values()])
+        if length is None:  # no cache object: a decode step still shows a mask longer than its new tokens
+            length = _mask_excess(args, kwargs)
         self.prefill = length == 0
+
+
+def _mask_excess(args: tuple, kwargs: dict[str, Any]) -> int:
+    """Attention-mask length minus the number of new positions (0 when that cannot be told)."""
+    tokens = kwargs.get("input_ids", args[0] if args and isinstance(args[0], torch.Tensor) else None)
+    if tokens is None:
+        tokens = kwargs.get("inputs_embeds")
+    mask = kwargs.get("attention_mask")
+    if not isinstance(tokens, torch.Tensor) or not isinstance(mask, torch.Tensor) or mask.ndim != 2:
+        return 0
+    return max(0, int(mask.shape[-1]) - int(tokens.shape[1]))
 
 
 def _check_positions(positions: str) -> None:

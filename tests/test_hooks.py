@@ -113,6 +113,66 @@ def test_steering_also_applies_inside_hf_generate(tiny):
     assert theirs[0, len(prompt_ids[0]) :].tolist() == ours.token_ids[0]
 
 
+def _touched_in_hf_generate(tiny, positions: str) -> list[torch.Tensor]:
+    """Like _touched_positions, but with transformers' own ``model.generate`` driving the KV cache."""
+    layer = decoder_layers(tiny.model)[1]
+    before: list[torch.Tensor] = []
+    after: list[torch.Tensor] = []
+    h1 = layer.register_forward_hook(lambda m, a, o: before.append(o.detach().clone()))
+    try:
+        with add_to_residual(tiny.model, {"blocks.1.hook_resid_post": _vector(tiny)}, positions=positions):
+            h2 = layer.register_forward_hook(lambda m, a, o: after.append(o.detach().clone()))
+            try:
+                tiny.model.generate(
+                    torch.tensor(_ids(tiny)[:1]),
+                    max_new_tokens=5,
+                    min_new_tokens=5,
+                    do_sample=False,
+                    pad_token_id=tiny.tokenizer.pad_token_id,
+                )
+            finally:
+                h2.remove()
+    finally:
+        h1.remove()
+    return [((a - b).abs().sum(-1) > 0) for a, b in zip(after, before, strict=True)]
+
+
+@pytest.mark.parametrize("positions", ["prompt", "generation", "all"])
+def test_position_modes_inside_hf_generate(tiny, positions):
+    """The prefill/decode split holds whatever keyword the installed transformers passes the cache under."""
+    changed = _touched_in_hf_generate(tiny, positions)
+    assert len(changed) == 5 and all(step.shape[1] == 1 for step in changed[1:])
+    prefill = changed[0][0]
+    if positions == "generation":  # only the last prompt position, which predicts the first new token
+        assert bool(prefill[-1]) and not bool(prefill[:-1].any())
+    else:
+        assert bool(prefill.all())
+    decode_steered = positions != "prompt"
+    assert all(bool(step.all()) == decode_steered and bool(step.any()) == decode_steered for step in changed[1:])
+
+
+@pytest.mark.parametrize("keyword", ["past_key_values", "cache", "kv", None])
+def test_phase_is_read_from_the_cache_object_not_its_keyword(keyword):
+    from transformers.cache_utils import DynamicCache
+
+    from corrsteer_core.hooks import _PhaseTracker
+
+    cache = DynamicCache()
+    cache.update(torch.zeros(1, 2, 3, 4), torch.zeros(1, 2, 3, 4), layer_idx=0)  # 3 tokens held
+    tracker = _PhaseTracker()
+    ids = torch.zeros(1, 1, dtype=torch.long)
+    if keyword is None:  # positional, as older callers did
+        tracker(torch.nn.Identity(), (ids, None, None, cache), {})
+    else:
+        tracker(torch.nn.Identity(), (), {"input_ids": ids, keyword: cache})
+    assert tracker.prefill is False
+    tracker(torch.nn.Identity(), (), {"input_ids": ids, "attention_mask": torch.ones(1, 1)})
+    assert tracker.prefill is True
+    # no cache object at all, but the mask covers 4 earlier positions: a decode step
+    tracker(torch.nn.Identity(), (), {"input_ids": ids, "attention_mask": torch.ones(1, 5)})
+    assert tracker.prefill is False
+
+
 def test_capture_matches_generation_steps(tiny):
     prompt_ids = _ids(tiny)
     with capture_residuals(tiny.model, ["blocks.0.hook_resid_post", "blocks.3.hook_resid_pre"]) as rec:
