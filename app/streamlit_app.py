@@ -18,6 +18,7 @@ import streamlit as st  # noqa: E402
 from streamlit.delta_generator import DeltaGenerator  # noqa: E402
 
 from app.ui import jobs, resources, state, widgets  # noqa: E402
+from app.ui.pages import PAGES  # noqa: E402
 from app.ui.text import md  # noqa: E402
 from corrsteer_core.presets import get_preset  # noqa: E402
 
@@ -45,11 +46,11 @@ def _sidebar() -> DeltaGenerator:
 
 def _summary() -> None:
     """What the session is looking at, drawn after the page so that it reflects the page's edits."""
-    run_id, spec = state.get(state.RUN_ID), state.get(state.TASK_SPEC)
+    run_id, experiment = state.get(state.RUN_ID), state.get(state.EXPERIMENT)
     if run_id is not None:
         st.markdown(f"**Run** `{run_id}`")
-        if spec is not None:
-            st.caption(md(spec.label))
+        if experiment is not None:
+            st.caption(md(experiment.label))
     profile = state.get(state.WORKING_PROFILE)
     if profile is not None:
         layers = ", ".join(str(s.layer) for s in profile.enabled) or "none"
@@ -59,13 +60,7 @@ def _summary() -> None:
 
 def main() -> None:
     st.set_page_config(page_title="corrsteer", page_icon=":material/explore:", layout="wide")
-    pages = [
-        st.Page(widgets.PAGE_PATHS["run"], title="Run", icon=":material/play_arrow:", default=True),
-        st.Page(widgets.PAGE_PATHS["correlations"], title="Correlations", icon=":material/grid_on:"),
-        st.Page(widgets.PAGE_PATHS["features"], title="Features", icon=":material/search:"),
-        st.Page(widgets.PAGE_PATHS["steer"], title="Steer", icon=":material/tune:"),
-        st.Page(widgets.PAGE_PATHS["profiles"], title="Profiles", icon=":material/save:"),
-    ]
+    pages = [st.Page(p.path, title=p.title, icon=p.icon, default=i == 0) for i, p in enumerate(PAGES)]
     page = st.navigation(pages)
     widgets.keep_widget_state()
     jobs.finish_if_done()

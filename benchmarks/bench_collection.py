@@ -51,8 +51,8 @@ def _setup(n: int, seed: int = 0, level: str = "medium"):
 
 def throughput(n: int, repeats: int) -> dict:
     from corrsteer_core.collect import collect_activations
-    from corrsteer_core.config import CollectConfig
-    from corrsteer_core.steer import GenerateConfig, run_items
+    from corrsteer_core.config import CollectConfig, GenerateConfig
+    from corrsteer_core.steer import run_items
 
     lm, saes, task = _setup(n)
     items = list(task.items)

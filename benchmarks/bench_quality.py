@@ -23,23 +23,22 @@ from pathlib import Path
 from typing import Any
 
 from corrsteer_core.cli_pipeline import scale_list, whole_scale_list
+
 from corrsteer_core.collect import collect_activations
-from corrsteer_core.config import CollectConfig
-from corrsteer_core.controls import head_to_head, random_direction_profile
+from corrsteer_core.config import VARIANTS, CollectConfig, GenerateConfig, OptimizeConfig, SelectConfig
+from corrsteer_core.controls import head_to_head
 from corrsteer_core.diagnostics import cumulative_relative_norm, norm_diagnostics
 from corrsteer_core.errors import CorrSteerError
 from corrsteer_core.evaluate import EvaluationResult, evaluate_profile
-from corrsteer_core.experiment import SplitSpec, TaskSpec, matching, resolve_splits, resolve_task, split_record
+from corrsteer_core.experiment import Experiment, SplitSpec, TaskSpec, matching
 from corrsteer_core.loading import load_model
-from corrsteer_core.optimize import OptimizeConfig, optimize_profile, prune_profile
 from corrsteer_core.presets import DEFAULT_PRESET
 from corrsteer_core.profile import SteeringProfile
 from corrsteer_core.progress import tqdm_progress
 from corrsteer_core.saes import load_saes
-from corrsteer_core.select import SelectConfig, select_profile
 from corrsteer_core.significance import mean_std
-from corrsteer_core.steer import GenerateConfig
 from corrsteer_core.tasks import list_tasks
+from corrsteer_core.variants import select_profile
 
 # selection / validation / test sizes per task, sized for 2 CPU cores (about 2-10 minutes per task and
 # condition set; see docs/results/README.md for the commands and timings actually used)
@@ -106,29 +105,27 @@ def _versus(condition: str, result: EvaluationResult, done: dict[str, Evaluation
     return {"profile": profile, **dataclasses.asdict(head_to_head(done[profile], result))}
 
 
+def _asdict(record: Any) -> dict[str, Any] | None:
+    return dataclasses.asdict(record) if record is not None else None
+
+
 def _profile_for(condition: str, ctx: dict[str, Any], progress: Any) -> SteeringProfile:
+    """A condition's profile, built by the library's one variant builder (variants.select_profile)."""
     run, lm, saes, task, val, gen, opt = (ctx[k] for k in ("run", "lm", "saes", "task", "val", "gen", "opt"))
-    base_a = select_profile(run, lm, saes, SelectConfig(variant="A")).profile
-    source = condition.split(":")[0]
-    if source == "random-directions":
-        base_a = random_direction_profile(base_a, seed=ctx["seed"])
-    elif source == "shuffled-labels":
-        base_a = select_profile(run, lm, saes, SelectConfig(selector="shuffled")).profile
-    variant = condition.split(":")[-1]
+    source, _, variant = condition.rpartition(":")
+    cfg = SelectConfig(variant="A", seed=ctx["seed"], optimize=opt)
     if variant in SELECTOR_CONDITIONS:
-        return select_profile(run, lm, saes, SelectConfig(selector=variant, seed=ctx["seed"])).profile
-    if variant.startswith("A@"):
-        return base_a.with_global_scale(float(variant[2:]))
-    if variant == "A":
-        return base_a
-    if variant == "S":
-        best = max(base_a.layers, key=lambda s: s.score if s.score is not None else float("-inf"))
-        return base_a.with_enabled({best.layer})
-    if variant == "P":
-        return prune_profile(lm, saes, base_a, task, val, gen=gen, progress=progress)[0]
-    if variant == "O":
-        return optimize_profile(lm, saes, base_a, task, val, cfg=opt, gen=gen, progress=progress)[0]
-    raise SystemExit(f"unknown condition {condition!r}")
+        cfg = dataclasses.replace(cfg, selector=variant)
+    elif variant.startswith("A@"):
+        return select_profile(run, lm, saes, cfg).profile.with_global_scale(float(variant[2:]))
+    elif variant in VARIANTS:
+        cfg = dataclasses.replace(cfg, variant=variant)
+    else:
+        raise SystemExit(f"unknown condition {condition!r}")
+    validation = (task, val)
+    return select_profile(
+        run, lm, saes, cfg, validation=validation, gen=gen, progress=progress, source=source or "features"
+    ).profile
 
 
 def run_task(name: str, conditions: list[str], seed: int, args: argparse.Namespace, lm: Any, saes: Any) -> dict:
@@ -141,13 +138,13 @@ def run_task(name: str, conditions: list[str], seed: int, args: argparse.Namespa
     task_spec = TaskSpec(name=name, limit=sizes.pop("limit", None))
     half = next((dict(i.select_where) for i in list_tasks() if i.name == name and i.select_where), None)
     split_spec = SplitSpec(seed=args.split_seed, select_where=half, **sizes)
-    task = resolve_task(task_spec)
-    splits = resolve_splits(task, split_spec)
+    experiment = Experiment(task_spec, split_spec)
+    task, splits = experiment.build()
     train, validation = splits.train, splits.validation
     if seed:  # repeats over selection seeds: selection and validation re-drawn from their pool, same test items
         import random
 
-        unfiltered = resolve_splits(task, dataclasses.replace(split_spec, select_where=None))
+        unfiltered = dataclasses.replace(split_spec, select_where=None).resolve(task)
         pool = list(unfiltered.train) + list(unfiltered.validation)
         random.Random(seed).shuffle(pool)
         validation = tuple(pool[: len(unfiltered.validation)])
@@ -163,7 +160,7 @@ def run_task(name: str, conditions: list[str], seed: int, args: argparse.Namespa
             train,
             CollectConfig(batch_size=args.batch_size),
             progress=progress,
-            split=split_record(task_spec, split_spec, splits),
+            experiment=experiment.with_sizes(splits),
         )
         ctx = {
             "run": run,
@@ -202,8 +199,8 @@ def run_task(name: str, conditions: list[str], seed: int, args: argparse.Namespa
                     "cum_rel_norm": cumulative_relative_norm(diag),
                     "groups": _group_rows(result, task.paired_key),
                     "extra": _extra_rows(task, splits.test, result),
-                    "validation": profile.provenance.get("validation"),
-                    "kept_layers": profile.provenance.get("kept_layers"),
+                    "validation": _asdict(profile.provenance.validation),
+                    "kept_layers": profile.provenance.kept_layers,
                     "seconds": time.perf_counter() - condition_started,
                     "steered_layers": [
                         [s.layer, s.feature, s.scale * profile.global_scale] for s in profile.enabled

@@ -21,7 +21,17 @@ from typing import Any
 from corrsteer_core.errors import CorrSteerError
 
 _EXPORTS = {
-    "config": ["ModelSpec", "SAESpec", "PresetSpec", "CollectConfig"],
+    "config": [
+        "ModelSpec",
+        "SAESpec",
+        "PresetSpec",
+        "CollectConfig",
+        "GenerateConfig",
+        "OptimizeConfig",
+        "SelectConfig",
+    ],
+    "experiment": ["TaskSpec", "SplitSpec", "Experiment", "CustomTable"],
+    "metadata": ["Provenance", "RunMeta"],
     "presets": ["get_preset", "list_presets", "register_preset", "custom_preset"],
     "loading": ["LoadedModel", "load_model"],
     "saes": ["SAESet", "load_saes"],
@@ -30,14 +40,14 @@ _EXPORTS = {
     "tasks": ["Task", "TaskItem", "get_task", "list_tasks", "split_task", "custom_task"],
     "collect": ["CollectionResult", "collect_activations", "load_collection"],
     "stats": ["CorrelationStats"],
-    "select": ["SelectConfig", "SelectionResult", "select_profile"],
+    "variants": ["SelectionResult", "select_profile", "build_variant"],
     "profile": ["SteeringProfile", "LayerSetting", "load_profile"],
-    "steer": ["GenerateConfig", "steering", "generate_texts", "run_items"],
+    "steer": ["steering", "generate_texts", "run_items"],
     "evaluate": ["EvaluationResult", "evaluate_profile", "scale_sweep", "transfer_table"],
-    "optimize": ["OptimizeConfig", "optimize_profile", "prune_profile"],
-    "controls": ["ControlReport", "run_with_controls", "random_direction_profile"],
+    "optimize": ["optimize_profile", "prune_profile"],
+    "controls": ["ControlReport", "run_with_controls"],
     "significance": ["SideEffects", "side_effects", "mcnemar_exact", "bootstrap_diff_ci"],
-    "prepare": ["PrepareConfig", "prepare_embedded"],
+    "embedded.prepare": ["PrepareConfig", "prepare_embedded"],
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 

@@ -9,6 +9,7 @@ samples. Each finished batch is checkpointed, so an interrupted run resumes with
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,9 +19,11 @@ import torch
 
 from corrsteer_core.config import CollectConfig
 from corrsteer_core.errors import CollectionError, ConfigError
+from corrsteer_core.experiment import Experiment
 from corrsteer_core.generation import GenerationResult, greedy_generate
 from corrsteer_core.hooks import capture_residuals
 from corrsteer_core.loading import LoadedModel
+from corrsteer_core.metadata import RunIdentity, RunMeta, TaskInfo
 from corrsteer_core.progress import Progress, report
 from corrsteer_core.runs import RunStore, SampleRecord, run_id_for
 from corrsteer_core.saes import SAESet
@@ -44,7 +47,7 @@ class CollectionResult:
     top_val: torch.Tensor  # (N, L, M) float16
     layers: list[int]
     strata: list[str]
-    meta: dict[str, Any]
+    meta: RunMeta
     resid_norm: dict[int, float]  # mean residual norm at the generation positions, per layer (for diagnostics)
     warnings: list[str]  # collection-level caveats (e.g. answer spans found for one class only)
 
@@ -76,16 +79,16 @@ def _strata_names(items: Sequence[TaskItem], cfg: CollectConfig) -> list[str]:
 
 def _identity(
     loaded: LoadedModel, saes: SAESet, task: Task, items: Sequence[TaskItem], cfg: CollectConfig
-) -> dict:
-    return {
-        "preset": loaded.preset.name,
-        "dtype": str(loaded.dtype),
-        "fingerprints": {str(layer): saes.fingerprint(layer) for layer in saes.layers},
-        "task": task.name,
-        "source": task.source,
-        "items": [item.id for item in items],
-        "collect": cfg.to_dict(),
-    }
+) -> RunIdentity:
+    return RunIdentity(
+        preset=loaded.preset.name,
+        dtype=str(loaded.dtype),
+        fingerprints={str(layer): saes.fingerprint(layer) for layer in saes.layers},
+        task=task.name,
+        source=task.source,
+        items=tuple(item.id for item in items),
+        collect=cfg,
+    )
 
 
 def answer_span_steps(tokenizer: Any, tokens: list[int], span: tuple[int, int] | None, n_steps: int) -> list[int]:
@@ -177,9 +180,13 @@ def collect_activations(
     cfg: CollectConfig | None = None,
     *,
     progress: Progress | None = None,
-    split: dict[str, Any] | None = None,
+    experiment: Experiment | None = None,
 ) -> CollectionResult:
-    """Run (or resume, or reopen) a collection over ``items``; see the module docstring."""
+    """Run (or resume, or reopen) a collection over ``items``; see the module docstring.
+
+    ``experiment`` records which task and split the items came from, so profiles selected from the run can be
+    tested on the same split later.
+    """
     cfg = cfg or CollectConfig()
     if not items:
         raise CollectionError("no items to collect on: the selection split is empty")
@@ -192,40 +199,38 @@ def collect_activations(
     store = RunStore(run_id_for(task.name, identity))
     batches = [items[i : i + cfg.batch_size] for i in range(0, len(items), cfg.batch_size)]
     stats, extra, done = _resume(store, len(saes.layers), widths.pop(), cfg, strata)
-    meta = {
-        "status": "running",
-        "created": time.time(),
-        "identity": identity,
-        "layers": saes.layers,
-        "sae_ids": {str(k): v for k, v in saes.sae_ids.items()},
-        "sites": {str(k): v for k, v in sites.items()},
-        "task": {
-            "name": task.name,
-            "description": task.description,
-            "kind": task.kind,
-            "source": task.source,
-            "max_new_tokens": cfg.max_new_tokens or task.max_new_tokens,
-            "pooling": cfg.pooling or task.pooling,
-        },
-        "split": split or {},
-        "strata": strata,
-        "n_items": len(items),
-        "n_batches": len(batches),
-        "chat": loaded.use_chat_template if cfg.use_chat_template is None else cfg.use_chat_template,
-        "versions": package_versions(),
-    }
-    if store.exists:
-        meta["created"] = store.read_meta().get("created", meta["created"])
+    meta = RunMeta(
+        run_id=store.run_id,
+        identity=identity,
+        task=TaskInfo(
+            name=task.name,
+            description=task.description,
+            kind=task.kind,
+            source=task.source,
+            max_new_tokens=cfg.max_new_tokens or task.max_new_tokens,
+            pooling=cfg.pooling or task.pooling,
+        ),
+        layers=tuple(saes.layers),
+        sae_ids=dict(saes.sae_ids),
+        sites=sites,
+        n_items=len(items),
+        n_batches=len(batches),
+        experiment=experiment,
+        strata=tuple(strata),
+        chat=loaded.use_chat_template if cfg.use_chat_template is None else cfg.use_chat_template,
+        versions=package_versions(),
+        created=store.read_meta().created if store.exists else time.time(),
+    )
     if done < len(batches):
-        store.write_meta({**meta, "n_done": min(len(items), done * cfg.batch_size)})
+        store.write_meta(dataclasses.replace(meta, n_done=min(len(items), done * cfg.batch_size)))
     report(progress, "collect", done, len(batches))
     for index in range(done, len(batches)):
         _collect_batch(loaded, saes, task, batches[index], cfg, sites, strata, stats, extra, store, index)
         store.save_checkpoint(stats, extra, index + 1)
-        store.write_meta({**meta, "n_done": min(len(items), (index + 1) * cfg.batch_size)})
+        store.write_meta(dataclasses.replace(meta, n_done=min(len(items), (index + 1) * cfg.batch_size)))
         report(progress, "collect", index + 1, len(batches))
-    if done < len(batches) or store.read_meta().get("status") != "complete":
-        store.write_meta({**meta, "status": "complete", "n_done": len(items)})
+    if done < len(batches) or not store.read_meta().complete:
+        store.write_meta(dataclasses.replace(meta, status="complete", n_done=len(items)))
     return load_collection(store.run_id)
 
 
@@ -295,8 +300,8 @@ def _collect_batch(
     stats["shuffled"].update(x, y[perm], s_idx)
 
 
-def _span_warnings(meta: dict[str, Any], counts: list[float]) -> list[str]:
-    if not meta["identity"]["collect"].get("answer_span_only"):
+def _span_warnings(meta: RunMeta, counts: list[float]) -> list[str]:
+    if not meta.collect.answer_span_only:
         return []
     with_c, n_c, with_i, n_i = counts
     rate_c, rate_i = with_c / max(n_c, 1), with_i / max(n_i, 1)
@@ -313,16 +318,14 @@ def load_collection(run_id: str) -> CollectionResult:
     """Reopen a finished run from disk without recomputing anything."""
     store = RunStore(run_id)
     meta = store.read_meta()
-    if meta.get("status") != "complete":
-        raise CollectionError(
-            f"run {run_id} is not finished ({meta.get('n_done', 0)}/{meta.get('n_items')}); resume it"
-        )
+    if not meta.complete:
+        raise CollectionError(f"run {run_id} is not finished ({meta.n_done}/{meta.n_items}); resume it")
     checkpoint = store.load_checkpoint()
     if checkpoint is None:
         raise CollectionError(f"run {run_id} has no statistics on disk")
     stats, extra, n_batches = checkpoint
     records, top_idx, top_val = store.load_batches(n_batches)
-    layers = [int(v) for v in meta["layers"]]
+    layers = list(meta.layers)
     mean_norm = (extra["norm_sum"] / extra["norm_count"].clamp(min=1)).tolist()
     return CollectionResult(
         warnings=_span_warnings(meta, extra["span_counts"].tolist()),
@@ -333,7 +336,7 @@ def load_collection(run_id: str) -> CollectionResult:
         top_idx=top_idx,
         top_val=top_val,
         layers=layers,
-        strata=list(meta.get("strata", [])),
+        strata=list(meta.strata),
         meta=meta,
         resid_norm=dict(zip(layers, mean_norm, strict=True)),
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Self
 
 from corrsteer_core.errors import ConfigError, LayerOutOfRangeError, valid_choices
@@ -21,10 +21,12 @@ __all__ = [
     "SAE_SOURCES",
     "SITE_CONVENTIONS",
     "CollectConfig",
+    "GenerateConfig",
     "ModelSpec",
+    "OptimizeConfig",
     "PresetSpec",
     "SAESpec",
-    "SteerConfig",
+    "SelectConfig",
 ]
 
 MODEL_SOURCES = ("embedded", "hub", "local")
@@ -35,6 +37,12 @@ POSITION_MODES = ("generation", "all", "prompt")
 # (input of block L with the layer-L SAE), offered only for parity checks.
 SITE_CONVENTIONS = ("sae", "block_input")
 POOLINGS = ("max", "mean")
+# how each layer's features are ranked (see ranking.py); "shuffled" is corr on the shuffled-label statistics
+SELECTORS = ("corr", "mi", "fisher", "caa", "random")
+ALL_SELECTORS = (*SELECTORS, "shuffled")
+COEFFICIENT_MODES = ("correct_mean", "correct_active_mean")
+# S: the single best feature; A: every layer's top feature; P: A pruned on validation; O: joint optimisation
+VARIANTS = ("S", "A", "P", "O")
 
 
 def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
@@ -239,15 +247,95 @@ class CollectConfig(_DictMixin):
 
 
 @dataclass(frozen=True)
-class SteerConfig(_DictMixin):
-    """How steering vectors are applied during generation."""
+class GenerateConfig(_DictMixin):
+    """How held-out items are generated (steered or not) for evaluation, validation and the optimiser."""
 
-    positions: str = "generation"
-    scale: float = 1.0
-    site: str = "sae"
+    batch_size: int = 16
+    max_new_tokens: int | None = None  # None: the task's own
+    constrained: bool = False
+    use_chat_template: bool | None = None  # None: the preset's own
 
     def __post_init__(self) -> None:
-        _check_choice("positions", self.positions, POSITION_MODES)
-        _check_choice("site", self.site, SITE_CONVENTIONS)
-        if not isinstance(self.scale, int | float) or self.scale != self.scale:
-            raise ConfigError(f"scale must be a finite number, got {self.scale!r}")
+        _check_positive("batch_size", self.batch_size)
+        if self.max_new_tokens is not None:
+            _check_positive("max_new_tokens", self.max_new_tokens)
+
+    @classmethod
+    def matching(cls, collect: CollectConfig | None, batch_size: int | None = None) -> GenerateConfig:
+        """Generation settings that match how a run collected its activations (defaults without one)."""
+        collect = collect or CollectConfig()
+        return cls(
+            batch_size=batch_size or collect.batch_size,
+            max_new_tokens=collect.max_new_tokens,
+            constrained=collect.constrained,
+            use_chat_template=collect.use_chat_template,
+        )
+
+
+@dataclass(frozen=True)
+class OptimizeConfig(_DictMixin):
+    """Variant O's search (see optimize.py): objective accuracy − lam · NEG / n, at most ``budget`` generations."""
+
+    lam: float = 1.0
+    scales: tuple[float, ...] = (0.1, 0.25, 0.5, 0.75, 1.0, 1.5)  # coordinate passes (0 = drop is always tried)
+    forward_scales: tuple[float, ...] | None = None  # greedy forward steps; None: ``scales``
+    screen_scales: tuple[float, ...] = (0.25, 0.5, 1.0)
+    screen_top: int | None = None  # screen only the layers with the highest selection score; None: all
+    global_scales: tuple[float, ...] = (0.5, 0.75, 1.25, 1.5)
+    whole_scales: tuple[float, ...] = (0.25, 0.5)  # stage 0: every layer at these global scales; () skips it
+    pool_size: int = 8
+    max_layers: int = 6
+    coordinate_passes: int = 1
+    budget: int = 20_000  # generations (items x evaluated profiles)
+    min_gain: float = 0.0  # an improvement must exceed this to be accepted
+
+    def __post_init__(self) -> None:
+        _check_positive("lam", self.lam, allow_zero=True)
+        for name in ("pool_size", "max_layers", "budget"):
+            _check_positive(name, getattr(self, name))
+        if self.screen_top is not None:
+            _check_positive("screen_top", self.screen_top)
+        if any(s <= 0 for s in self.whole_scales):
+            raise ConfigError(f"whole_scales must be positive scales (or empty), got {self.whole_scales}")
+        for name in ("scales", "forward_scales", "screen_scales", "global_scales"):
+            if getattr(self, name) is None and name == "forward_scales":
+                continue
+            if not getattr(self, name) or any(s <= 0 for s in getattr(self, name)):
+                raise ConfigError(f"{name} must be a non-empty list of positive scales, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class SelectConfig(_DictMixin):
+    """Which features make the profile: the selector that ranks them, the variant that combines them, and (for
+    variant O) the search that tunes them."""
+
+    variant: str = "A"
+    selector: str = "corr"
+    k: int = 10  # candidates kept per layer (for the app's heatmap and the optimiser)
+    coefficient_mode: str = "correct_mean"
+    within_strata: bool = False
+    min_firing: int = 0
+    min_correct: int = 10
+    min_incorrect: int = 10
+    seed: int = 0  # the random control's draw
+    layers: tuple[int, ...] | None = None  # restrict the layers that may be steered
+    optimize: OptimizeConfig = field(default_factory=OptimizeConfig)  # variant O's search
+
+    def __post_init__(self) -> None:
+        _check_choice("variant", self.variant, VARIANTS)
+        _check_choice("selector", self.selector, ALL_SELECTORS)
+        _check_choice("coefficient_mode", self.coefficient_mode, COEFFICIENT_MODES)
+        _check_positive("k", self.k)
+        if not isinstance(self.optimize, OptimizeConfig):
+            raise ConfigError(f"optimize must be an OptimizeConfig, got {type(self.optimize).__name__}")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        data = dict(data)
+        # profiles written before the search settings moved into ``optimize`` kept O's lam and budget here (an
+        # ``optimize`` record of the same profile, where there is one, says what the search really used)
+        legacy: dict[str, Any] = {k: data.pop(k) for k in ("lam", "budget") if k in data}
+        optimize = data.pop("optimize", None)
+        optimize = OptimizeConfig.from_dict({**legacy, **(optimize or {})}) if optimize or legacy else None
+        made = super().from_dict(data)
+        return dataclasses.replace(made, optimize=optimize) if optimize is not None else made

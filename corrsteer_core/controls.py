@@ -1,6 +1,6 @@
 """Controls as first-class results: is the gain the features', or the search's?
 
-For a profile built by a variant (A, S, P or O), the same variant is rebuilt from
+For a profile built by a variant (A, S, P or O), the same variant is built (by :mod:`corrsteer_core.variants`) from
 - ``random-directions``: the same layers and vector norms, seeded random directions;
 - ``shuffled-labels``: features selected by correlation with labels permuted within each batch;
 - ``random-features``: random r > 0 features of the same layers;
@@ -11,34 +11,27 @@ A steering gain is only credible when it beats all of them.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
 from corrsteer_core.collect import CollectionResult
+from corrsteer_core.config import GenerateConfig, SelectConfig
 from corrsteer_core.errors import ConfigError
 from corrsteer_core.evaluate import EvaluationResult, evaluate_profile
 from corrsteer_core.loading import LoadedModel
-from corrsteer_core.optimize import OptimizeConfig, optimize_profile, prune_profile
 from corrsteer_core.profile import SteeringProfile
 from corrsteer_core.progress import Progress
 from corrsteer_core.saes import SAESet
-from corrsteer_core.select import SelectConfig, select_profile
 from corrsteer_core.significance import SideEffects, side_effects
-from corrsteer_core.steer import GenerateConfig
 from corrsteer_core.tasks.base import Task, TaskItem
+from corrsteer_core.variants import SOURCES, select_profile
 
-__all__ = ["CONTROLS", "ControlReport", "head_to_head", "random_direction_profile", "run_with_controls"]
+__all__ = ["CONTROLS", "ControlReport", "head_to_head", "run_with_controls"]
 
-CONTROLS = ("random-directions", "shuffled-labels", "random-features")
-
-
-def random_direction_profile(profile: SteeringProfile, seed: int = 0) -> SteeringProfile:
-    """Same layers, coefficients and scales; each vector replaced by a seeded random direction of equal norm."""
-    layers = tuple(dataclasses.replace(s, direction_seed=seed) for s in profile.layers)
-    return dataclasses.replace(profile, layers=layers, name=f"{profile.name}-random-directions", evaluation=None)
+CONTROLS = SOURCES[1:]  # every source but the selected features themselves
 
 
 def head_to_head(profile: EvaluationResult, control: EvaluationResult) -> SideEffects:
@@ -100,26 +93,6 @@ class ControlReport:
         )
 
 
-def _variant(
-    loaded: LoadedModel,
-    saes: SAESet,
-    base: SteeringProfile,
-    variant: str,
-    validation: tuple[Task, Sequence[TaskItem]],
-    gen: GenerateConfig | None,
-    opt: OptimizeConfig | None,
-    progress: Progress | None,
-) -> SteeringProfile:
-    if variant == "P":
-        return prune_profile(loaded, saes, base, *validation, gen=gen, progress=progress)[0]
-    if variant == "O":
-        return optimize_profile(loaded, saes, base, *validation, cfg=opt, gen=gen, progress=progress)[0]
-    if variant == "S":
-        best = max(base.layers, key=lambda s: s.score if s.score is not None else float("-inf"))
-        return base.with_enabled({best.layer})
-    return base
-
-
 def run_with_controls(
     loaded: LoadedModel,
     saes: SAESet,
@@ -129,34 +102,40 @@ def run_with_controls(
     test_items: Sequence[TaskItem],
     *,
     select: SelectConfig | None = None,
-    opt: OptimizeConfig | None = None,
+    profile: SteeringProfile | None = None,
     gen: GenerateConfig | None = None,
     controls: Sequence[str] = CONTROLS,
     seed: int = 0,
     progress: Progress | None = None,
+    on_condition: Callable[[str], None] | None = None,
 ) -> ControlReport:
-    """Build the profile of ``select.variant`` and its controls the same way, then test them all."""
-    select = select or SelectConfig()
-    base_cfg = dataclasses.replace(select, variant="A")
-    base = select_profile(collection, loaded, saes, base_cfg).profile
-    validation = (task, validation_items)
-    bases: dict[str, Any] = {"profile": base}
-    if "random-directions" in controls:
-        bases["random-directions"] = random_direction_profile(base, seed)
-    if "shuffled-labels" in controls:
-        bases["shuffled-labels"] = select_profile(
-            collection, loaded, saes, dataclasses.replace(base_cfg, selector="shuffled")
-        ).profile
-    if "random-features" in controls:
-        bases["random-features"] = select_profile(
-            collection, loaded, saes, dataclasses.replace(base_cfg, selector="random", seed=seed)
-        ).profile
-    profiles = {
-        name: _variant(loaded, saes, prof, select.variant, validation, gen, opt, progress)
-        for name, prof in bases.items()
-    }
-    results = {
-        name: evaluate_profile(loaded, saes, task, test_items, prof, cfg=gen, progress=progress, label=name)
-        for name, prof in profiles.items()
-    }
+    """Test ``profile`` (default: the profile ``select`` builds from ``collection``) beside its controls.
+
+    Each control is built from its own source with the same variant and settings (``select``, including O's
+    search and budget), and every condition is evaluated on the same ``test_items``. Passing the profile as the
+    user edited it makes the "profile" row exactly what they tested elsewhere. ``on_condition`` is told which
+    condition is being built and tested.
+    """
+    select = select or (profile.provenance.select if profile is not None else None) or SelectConfig()
+    unknown = set(controls) - set(CONTROLS)
+    if unknown:
+        raise ConfigError(f"unknown controls {sorted(unknown)}. Valid controls are: {', '.join(CONTROLS)}")
+    validation = (task, validation_items) if select.variant in ("P", "O") else None
+    profiles: dict[str, SteeringProfile] = {}
+    results: dict[str, EvaluationResult] = {}
+    for condition in ("profile", *controls):
+        if on_condition is not None:
+            on_condition(condition)
+        if condition == "profile" and profile is not None:
+            built = profile
+        else:
+            source = "features" if condition == "profile" else condition
+            cfg = dataclasses.replace(select, seed=seed) if source.startswith("random") else select
+            built = select_profile(
+                collection, loaded, saes, cfg, validation=validation, gen=gen, progress=progress, source=source
+            ).profile
+        profiles[condition] = built
+        results[condition] = evaluate_profile(
+            loaded, saes, task, test_items, built, cfg=gen, progress=progress, label=condition
+        )
     return ControlReport(profiles=profiles, results=results)

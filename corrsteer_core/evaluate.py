@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from corrsteer_core import storage
+from corrsteer_core.config import GenerateConfig
 from corrsteer_core.errors import ConfigError
 from corrsteer_core.loading import LoadedModel
 from corrsteer_core.profile import SteeringProfile
@@ -24,7 +25,7 @@ from corrsteer_core.progress import Progress
 from corrsteer_core.runs import RUN_ID_PATTERN, RunStore
 from corrsteer_core.saes import SAESet
 from corrsteer_core.significance import SideEffects, side_effects
-from corrsteer_core.steer import GenerateConfig, Outcome, judge, profile_vectors, run_items
+from corrsteer_core.steer import Outcome, judge, profile_vectors, run_items
 from corrsteer_core.tasks.base import Task, TaskItem
 from corrsteer_core.tasks.text import is_degenerate
 
@@ -251,7 +252,7 @@ def record_evaluation(profile: SteeringProfile, result: EvaluationResult, split:
     deleted run). The run id comes from the profile's provenance, which may come from a file: anything but a
     plain id is ignored rather than used as a path.
     """
-    run_id = str(profile.provenance.get("run_id") or "")
+    run_id = profile.provenance.run_id or ""
     if not RUN_ID_PATTERN.fullmatch(run_id):
         return None
     store = RunStore(run_id)

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from corrsteer_core.config import PresetSpec
-from corrsteer_core.embedded import ensure_embedded_model
+from corrsteer_core.embedded.model import ensure_embedded_model
 from corrsteer_core.errors import ConfigError, HubUnavailableError, SAEShapeError
 from corrsteer_core.presets import get_preset
 

@@ -23,53 +23,22 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
-from corrsteer_core.config import _check_positive, _DictMixin
+from corrsteer_core.config import GenerateConfig, OptimizeConfig
 from corrsteer_core.errors import ConfigError
 from corrsteer_core.evaluate import cached_outcomes
 from corrsteer_core.loading import LoadedModel
+from corrsteer_core.metadata import SearchSummary
 from corrsteer_core.profile import SteeringProfile
 from corrsteer_core.progress import Progress, report
 from corrsteer_core.saes import SAESet
-from corrsteer_core.steer import GenerateConfig, Outcome
+from corrsteer_core.steer import Outcome
 from corrsteer_core.tasks.base import Task, TaskItem
 
-__all__ = ["OptimizeConfig", "apply_settings", "optimize_profile", "prune_profile"]
-
-
-@dataclass(frozen=True)
-class OptimizeConfig(_DictMixin):
-    lam: float = 1.0
-    scales: tuple[float, ...] = (0.1, 0.25, 0.5, 0.75, 1.0, 1.5)  # coordinate passes (0 = drop is always tried)
-    forward_scales: tuple[float, ...] | None = None  # greedy forward steps; None: ``scales``
-    screen_scales: tuple[float, ...] = (0.25, 0.5, 1.0)
-    screen_top: int | None = None  # screen only the layers with the highest selection score; None: all
-    global_scales: tuple[float, ...] = (0.5, 0.75, 1.25, 1.5)
-    whole_scales: tuple[float, ...] = (0.25, 0.5)  # stage 0: every layer at these global scales; () skips it
-    pool_size: int = 8
-    max_layers: int = 6
-    coordinate_passes: int = 1
-    budget: int = 20_000  # generations (items x evaluated profiles)
-    min_gain: float = 0.0  # an improvement must exceed this to be accepted
-
-    def __post_init__(self) -> None:
-        if self.lam < 0:
-            raise ConfigError(f"lam must be >= 0, got {self.lam}")
-        for name in ("pool_size", "max_layers", "budget"):
-            _check_positive(name, getattr(self, name))
-        if self.screen_top is not None:
-            _check_positive("screen_top", self.screen_top)
-        if any(s <= 0 for s in self.whole_scales):
-            raise ConfigError(f"whole_scales must be positive scales (or empty), got {self.whole_scales}")
-        for name in ("scales", "forward_scales", "screen_scales", "global_scales"):
-            if getattr(self, name) is None and name == "forward_scales":
-                continue
-            if not getattr(self, name) or any(s <= 0 for s in getattr(self, name)):
-                raise ConfigError(f"{name} must be a non-empty list of positive scales, got {getattr(self, name)}")
+__all__ = ["apply_settings", "optimize_profile", "prune_profile"]
 
 
 def apply_settings(
@@ -221,26 +190,17 @@ def optimize_profile(
     (layer_scales, global_scale) = obj.best_key
     best = apply_settings(profile, dict(layer_scales), global_scale)
     score, acc, pos, neg = obj.memo[obj.best_key]
-    provenance = {
-        **profile.provenance,
-        "variant": "O",
-        "optimize": cfg.to_dict(),
-        "n_validation": len(items),
-        "validation": {
-            "objective": score,
-            "accuracy": acc,
-            "pos": pos,
-            "neg": neg,
-            "unsteered_accuracy": obj.memo[((), 1.0)][1],
-            "generations": obj.spent,
-            "budget_exhausted": exhausted,
-        },
-    }
-    if "-O-" in profile.name:  # already named for O (select_profile with variant O)
-        name = profile.name
-    else:
-        name = profile.name.replace("-A-", "-O-") if "-A-" in profile.name else f"{profile.name}-O"
-    return dataclasses.replace(best, provenance=provenance, name=name), pd.DataFrame(obj.trace)
+    summary = SearchSummary(
+        objective=score,
+        accuracy=acc,
+        pos=pos,
+        neg=neg,
+        unsteered_accuracy=obj.memo[((), 1.0)][1],
+        generations=obj.spent,
+        budget_exhausted=exhausted,
+    )
+    provenance = dataclasses.replace(profile.provenance, n_validation=len(items), validation=summary)
+    return dataclasses.replace(best, provenance=provenance), pd.DataFrame(obj.trace)
 
 
 def prune_profile(
@@ -279,7 +239,5 @@ def prune_profile(
             }
         )
         report(progress, "prune (layers)", index + 1, len(enabled))
-    pruned = profile.with_enabled(kept)
-    name = profile.name.replace("-A-", "-P-") if "-A-" in profile.name else f"{profile.name}-P"
-    provenance = {**profile.provenance, "variant": "P", "n_validation": len(items), "kept_layers": sorted(kept)}
-    return dataclasses.replace(pruned, name=name, provenance=provenance), pd.DataFrame(rows)
+    provenance = dataclasses.replace(profile.provenance, n_validation=len(items), kept_layers=tuple(sorted(kept)))
+    return dataclasses.replace(profile.with_enabled(kept), provenance=provenance), pd.DataFrame(rows)

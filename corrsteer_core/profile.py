@@ -21,6 +21,7 @@ import torch
 from corrsteer_core import storage
 from corrsteer_core.config import POSITION_MODES, SITE_CONVENTIONS
 from corrsteer_core.errors import CacheCorruptError, ProfileError, valid_choices
+from corrsteer_core.metadata import Provenance
 
 __all__ = ["PROFILE_VERSION", "LayerSetting", "SteeringProfile", "load_profile"]
 
@@ -81,7 +82,7 @@ class SteeringProfile:
     positions: str = "generation"
     site: str = "sae"
     name: str = ""
-    provenance: dict[str, Any] = field(default_factory=dict)
+    provenance: Provenance = field(default_factory=Provenance)
     evaluation: dict[str, Any] | None = None
     version: int = PROFILE_VERSION
 
@@ -94,6 +95,8 @@ class SteeringProfile:
             )
         if self.site not in SITE_CONVENTIONS:
             raise ProfileError(f"site={self.site!r} is not valid. Valid: {valid_choices(SITE_CONVENTIONS)}")
+        if not isinstance(self.provenance, Provenance):
+            raise ProfileError(f"provenance must be a Provenance record, got {type(self.provenance).__name__}")
         seen = [s.layer for s in self.layers]
         if len(seen) != len(set(seen)):
             raise ProfileError(f"a layer appears twice in the profile: {sorted(seen)}")
@@ -119,6 +122,17 @@ class SteeringProfile:
 
     def with_global_scale(self, scale: float) -> SteeringProfile:
         return dataclasses.replace(self, global_scale=_finite("global_scale", scale), evaluation=None)
+
+    def only(self, layers: set[int]) -> SteeringProfile:
+        """The profile reduced to the settings of ``layers`` (the others are dropped, not just disabled)."""
+        kept = tuple(s for s in self.layers if s.layer in layers)
+        return dataclasses.replace(self, layers=kept, evaluation=None)
+
+    def with_random_directions(self, seed: int = 0) -> SteeringProfile:
+        """The random-directions control: same layers, coefficients and scales, each vector replaced by a seeded
+        random direction of the same norm."""
+        layers = tuple(dataclasses.replace(s, direction_seed=seed) for s in self.layers)
+        return dataclasses.replace(self, layers=layers, evaluation=None)
 
     @property
     def enabled(self) -> tuple[LayerSetting, ...]:
@@ -171,8 +185,9 @@ class SteeringProfile:
 
     # serialisation ------------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         data["layers"] = [dataclasses.asdict(s) for s in self.layers]
+        data["provenance"] = self.provenance.to_dict()
         return data
 
     @classmethod
@@ -200,7 +215,8 @@ class SteeringProfile:
                         f"bad layer entry {raw!r}: valid keys are {valid_choices(sorted(layer_names))}"
                     )
                 layers.append(LayerSetting(**raw))
-            return cls(**{**data, "layers": tuple(layers)})
+            provenance = Provenance.from_dict(data.get("provenance") or {})
+            return cls(**{**data, "layers": tuple(layers), "provenance": provenance})
         except TypeError as exc:
             raise ProfileError(f"profile is malformed: {exc}") from exc
 

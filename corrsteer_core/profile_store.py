@@ -1,4 +1,7 @@
-"""Saved profiles under ``cache/profiles/``: save by name, list, and find by name or path."""
+"""The profile library under ``cache/profiles/``: save by name, list, find by name or path.
+
+The only place profile names become file names, for the CLI and the app alike.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +13,18 @@ from corrsteer_core import storage
 from corrsteer_core.errors import ProfileError, valid_choices
 from corrsteer_core.profile import SteeringProfile, load_profile
 
-__all__ = ["find_profile", "list_saved_profiles", "profiles_dir", "save_named_profile"]
+__all__ = [
+    "find_profile",
+    "list_saved_profiles",
+    "profile_file_name",
+    "profiles_dir",
+    "save_named_profile",
+    "saved_profiles",
+    "unique_profile_name",
+]
 
-_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_MAX_NAME = 120
 
 
 def profiles_dir() -> Path:
@@ -21,58 +33,74 @@ def profiles_dir() -> Path:
     return folder
 
 
-def _file_name(name: str) -> str:
-    cleaned = _SAFE.sub("-", name).strip("-.")
+def profile_file_name(name: str) -> str:
+    """The library name of ``name``: letters, digits, '.', '_' and '-' (runs of anything else become '-')."""
+    cleaned = _UNSAFE.sub("-", str(name).strip()).strip("-.")[:_MAX_NAME]
     if not cleaned:
-        raise ProfileError(f"profile name {name!r} has no usable characters (letters, digits, . _ -)")
-    return cleaned[:120] + ".json"
+        raise ProfileError(f"profile name {name!r} has no usable characters (letters, digits, '.', '_', '-')")
+    return cleaned
 
 
-def save_named_profile(profile: SteeringProfile, name: str | None = None) -> Path:
-    """Save under cache/profiles/<name>.json (the profile's own name by default); returns the path."""
-    return profile.save(profiles_dir() / _file_name(name or profile.name or "profile"))
+def saved_profiles() -> dict[str, Path]:
+    """Saved profile files by library name, newest first."""
+    paths = sorted(profiles_dir().glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+    return {p.stem: p for p in paths}
+
+
+def unique_profile_name(name: str) -> str:
+    """``name`` made a library name that no saved profile has yet (``name-2``, ``name-3`` … when taken)."""
+    base = profile_file_name(name)
+    taken = set(saved_profiles())
+    candidate, n = base, 1
+    while candidate in taken:
+        n += 1
+        candidate = f"{base[: _MAX_NAME - 1 - len(str(n))]}-{n}"
+    return candidate
+
+
+def save_named_profile(profile: SteeringProfile, name: str | None = None, *, replace: bool = True) -> Path:
+    """Save under cache/profiles/<name>.json (the profile's own name by default); returns the path.
+
+    With ``replace=False`` an existing profile of that name is kept and ProfileError says so.
+    """
+    path = profiles_dir() / f"{profile_file_name(name or profile.name or 'profile')}.json"
+    if not replace and path.exists():
+        raise ProfileError(f"a profile named {path.stem!r} is already saved; choose another name or replace it")
+    return profile.save(path)
 
 
 def list_saved_profiles() -> list[dict[str, Any]]:
     """Name, path and headline facts of each saved profile; unreadable files are listed with their error."""
     rows = []
-    for path in sorted(profiles_dir().glob("*.json")):
+    for name, path in saved_profiles().items():
+        row: dict[str, Any] = {"name": name, "path": str(path), "preset": None, "task": None, "variant": None}
         try:
             p = load_profile(path)
-            rows.append(
-                {
-                    "name": path.stem,
-                    "path": str(path),
-                    "preset": p.preset,
-                    "task": p.provenance.get("task", {}).get("name"),
-                    "variant": p.provenance.get("select", {}).get("variant"),
-                    "layers": len(p.enabled),
-                    "error": None,
-                }
+            row.update(
+                preset=p.preset,
+                task=p.provenance.task_name,
+                variant=p.provenance.variant,
+                layers=len(p.enabled),
+                error=None,
             )
         except ProfileError as exc:
-            rows.append(
-                {
-                    "name": path.stem,
-                    "path": str(path),
-                    "preset": None,
-                    "task": None,
-                    "variant": None,
-                    "layers": 0,
-                    "error": str(exc),
-                }
-            )
+            row.update(layers=0, error=str(exc))
+        rows.append(row)
     return rows
 
 
 def find_profile(name_or_path: str | Path) -> SteeringProfile:
+    """A profile file, or a saved profile by name."""
     path = Path(name_or_path)
     if path.is_file():
         return load_profile(path)
-    saved = profiles_dir() / _file_name(str(name_or_path))
-    if saved.is_file():
-        return load_profile(saved)
-    names = [p.stem for p in profiles_dir().glob("*.json")]
+    saved = saved_profiles()
+    try:
+        known = saved.get(profile_file_name(str(name_or_path)))
+    except ProfileError:
+        known = None
+    if known is not None:
+        return load_profile(known)
     raise ProfileError(
-        f"no profile file or saved profile named {str(name_or_path)!r}. Saved: {valid_choices(names)}"
+        f"no profile file or saved profile named {str(name_or_path)!r}. Saved: {valid_choices(saved)}"
     )

@@ -8,6 +8,7 @@ that counts them, so a crash between the two only repeats that batch.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -20,7 +21,8 @@ from typing import Any
 import torch
 
 from corrsteer_core import storage
-from corrsteer_core.errors import CollectionError, valid_choices
+from corrsteer_core.errors import CacheCorruptError, CollectionError, ConfigError, valid_choices
+from corrsteer_core.metadata import RunIdentity, RunMeta
 from corrsteer_core.stats import CorrelationStats
 
 __all__ = ["RUN_ID_PATTERN", "RunStore", "SampleRecord", "delete_run", "list_runs", "open_run", "run_id_for"]
@@ -51,8 +53,8 @@ class SampleRecord:
 RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,120}")
 
 
-def run_id_for(task_name: str, identity: dict[str, Any]) -> str:
-    digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:10]
+def run_id_for(task_name: str, identity: RunIdentity) -> str:
+    digest = hashlib.sha256(json.dumps(identity.to_dict(), sort_keys=True, default=str).encode()).hexdigest()[:10]
     safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in task_name)[:40]
     return f"{safe}-{digest}"
 
@@ -73,17 +75,16 @@ class RunStore:
     def exists(self) -> bool:
         return (self.folder / "run.json").is_file()
 
-    def read_meta(self) -> dict[str, Any]:
+    def read_meta(self) -> RunMeta:
         if not self.exists:
             raise CollectionError(
-                f"run {self.run_id!r} does not exist. Runs: {valid_choices(r['run_id'] for r in list_runs())}"
+                f"run {self.run_id!r} does not exist. Runs: {valid_choices(r.run_id for r in list_runs())}"
             )
-        return storage.read_json(self.folder / "run.json")
+        return _read_meta(self.folder / "run.json")
 
-    def write_meta(self, meta: dict[str, Any]) -> None:
-        storage.atomic_write_json(
-            self.folder / "run.json", {**meta, "run_id": self.run_id, "updated": time.time()}
-        )
+    def write_meta(self, meta: RunMeta) -> None:
+        fresh = dataclasses.replace(meta, run_id=self.run_id, updated=time.time())
+        storage.atomic_write_json(self.folder / "run.json", fresh.to_dict())
 
     # checkpoint ----------------------------------------------------------------------------------------
     def save_checkpoint(
@@ -170,16 +171,23 @@ class RunStore:
         return sorted((r for r in rows if isinstance(r, dict)), key=lambda r: r.get("saved", 0), reverse=True)
 
 
-def list_runs() -> list[dict[str, Any]]:
+def _read_meta(path: Path) -> RunMeta:
+    try:
+        return RunMeta.from_dict(storage.read_json(path))
+    except (ConfigError, KeyError, TypeError, ValueError) as exc:
+        raise CacheCorruptError(f"{path} cannot be read as run metadata ({exc}); delete the run folder") from exc
+
+
+def list_runs() -> list[RunMeta]:
     """Metadata of every run on disk, newest first (unreadable folders are skipped)."""
     root = _runs_root()
     rows = []
     for meta_path in root.glob("*/run.json") if root.is_dir() else []:
         try:
-            rows.append(storage.read_json(meta_path))
+            rows.append(_read_meta(meta_path))
         except Exception:  # a corrupt run must not hide the others
             continue
-    return sorted(rows, key=lambda m: m.get("updated", 0), reverse=True)
+    return sorted(rows, key=lambda m: m.updated, reverse=True)
 
 
 def open_run(run_id: str) -> RunStore:

@@ -2,7 +2,7 @@
 
 Accuracy differences of a few points on a few hundred items are often noise, so every comparison comes with
 an exact McNemar p-value on the discordant pairs, a paired bootstrap interval and the Side Effect Ratio
-(DESIGN: SER = NEG / (NEG + POS)). Only numpy is needed (scipy is not a dependency of the library).
+(docs/method.md: SER = NEG / (NEG + POS)). Only numpy is needed (scipy is not a dependency of the library).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Streaming statistics between pooled SAE feature activations and task correctness (DESIGN steps 4–6).
+"""Streaming statistics between pooled SAE feature activations and task correctness (docs/method.md, steps 4–6).
 
 One pass fills float64 sums and fixed-bin histograms for every layer × feature at once. Memory is
 O(strata × layers × features), never O(samples), and because every accumulator is a sum, a count or a max over
@@ -15,12 +15,12 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from corrsteer_core.config import COEFFICIENT_MODES
 from corrsteer_core.errors import CollectionError, ConfigError, LayerOutOfRangeError, valid_choices
 
 __all__ = ["COEFFICIENT_MODES", "CoefficientMode", "CorrSteerWarning", "CorrelationStats"]
 
 CoefficientMode = Literal["correct_mean", "correct_active_mean"]
-COEFFICIENT_MODES: tuple[str, ...] = ("correct_mean", "correct_active_mean")
 
 _STATE_VERSION = 1
 # Σx² − (Σx)²/n of a constant feature cancels to rounding noise, not 0: below this fraction of Σx² it is 0.
@@ -230,8 +230,9 @@ class CorrelationStats:
         return mean1, mean0
 
     def coefficients(self, mode: CoefficientMode = "correct_mean") -> Tensor:
-        """Steering coefficients (L, F): mean activation over correct samples, zeros included (DESIGN step 6),
-        or only over the correct samples where the feature fires ("correct_active_mean"); 0 if it never does."""
+        """Steering coefficients (L, F): mean activation over correct samples, zeros included (docs/method.md,
+        step 6), or only over the correct samples where the feature fires ("correct_active_mean"); 0 if it never
+        does."""
         if mode == "correct_mean":
             return self.class_means()[0]
         if mode == "correct_active_mean":

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from corrsteer_core.config import _check_positive, _DictMixin
+from corrsteer_core.config import GenerateConfig
 from corrsteer_core.errors import ProfileError
 from corrsteer_core.generation import choice_token_ids, encode_prompts, greedy_generate
 from corrsteer_core.hooks import add_to_residual
@@ -23,7 +23,6 @@ from corrsteer_core.saes import SAESet
 from corrsteer_core.tasks.base import Task, TaskItem
 
 __all__ = [
-    "GenerateConfig",
     "Outcome",
     "batch_inputs",
     "generate_texts",
@@ -32,19 +31,6 @@ __all__ = [
     "run_items",
     "steering",
 ]
-
-
-@dataclass(frozen=True)
-class GenerateConfig(_DictMixin):
-    batch_size: int = 16
-    max_new_tokens: int | None = None  # None: the task's own
-    constrained: bool = False
-    use_chat_template: bool | None = None  # None: the preset's own
-
-    def __post_init__(self) -> None:
-        _check_positive("batch_size", self.batch_size)
-        if self.max_new_tokens is not None:
-            _check_positive("max_new_tokens", self.max_new_tokens)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from corrsteer_core.cli import main, parse_layers
-from corrsteer_core.cli_pipeline import scale_list
+from corrsteer_core.cli.common import scale_list
 from corrsteer_core.errors import ConfigError
 from corrsteer_core.profile import load_profile
 from corrsteer_core.runs import RunStore
@@ -62,14 +62,15 @@ def test_select_show_evaluate_sweep_export(cli_env, capsys):
     out = _json(capsys)
     assert out["n_selection"] == 24 and out["layers"]
     profile = load_profile(out["profile_path"])
-    assert profile.provenance["split"]["sizes"] == {"train": 24, "validation": 6, "test": 10}
+    assert profile.provenance.split is not None
+    assert profile.provenance.split.sizes == {"train": 24, "validation": 6, "test": 10}
 
     assert main(["show", "vowels"]) == 0
     assert "vowels" in capsys.readouterr().out
     assert main(["--json", "evaluate", "vowels"]) == 0
     summary = _json(capsys)["summary"]
     assert summary["n"] == 10 and summary["pos"] + summary["neg"] <= summary["changed"]
-    saved = RunStore(profile.provenance["run_id"]).evaluations()  # kept with the run (the app lists them)
+    saved = RunStore(str(profile.provenance.run_id)).evaluations()  # kept with the run (the app lists them)
     assert [(r["split"], r["summary"]) for r in saved] == [("test", summary)]
     assert main(["--json", "sweep", "vowels", "--scales", "0,1"]) == 0
     sweep = _json(capsys)
@@ -103,10 +104,13 @@ def test_optimiser_options_and_bad_scale_lists(cli_env, capsys):
     optimised_profile = load_profile(_json(capsys)["profile_path"])
     assert optimised_profile.name.endswith("-O-corr")  # named once for O, not "...-O-corr-O"
     optimised = optimised_profile.provenance
-    assert list(optimised["optimize"]["screen_scales"]) == [0.5] and optimised["optimize"]["lam"] == 1.5
-    assert optimised["validation"]["generations"] <= 60 and list(optimised["optimize"]["whole_scales"]) == []
+    assert optimised.select is not None and optimised.validation is not None
+    search = optimised.select.optimize
+    assert search.screen_scales == (0.5,) and search.lam == 1.5 and search.budget == 60
+    assert optimised.validation.generations <= 60 and search.whole_scales == ()
     assert main([*base, *split, "--budget", "60", "--whole-scales", "0.3"]) == 0
-    assert list(load_profile(_json(capsys)["profile_path"]).provenance["optimize"]["whole_scales"]) == [0.3]
+    again = load_profile(_json(capsys)["profile_path"]).provenance.select
+    assert again is not None and again.optimize.whole_scales == (0.3,)
 
 
 def test_errors_exit_2_with_one_line(cli_env, capsys):

@@ -11,7 +11,7 @@ import torch
 
 from corrsteer_core import storage
 from corrsteer_core.config import ModelSpec
-from corrsteer_core.embedded import find_embedded_gguf
+from corrsteer_core.embedded.model import find_embedded_gguf
 from corrsteer_core.errors import (
     CacheCorruptError,
     EmbeddedModelMissingError,

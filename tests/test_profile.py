@@ -8,10 +8,10 @@ import json
 import pytest
 import torch
 
-from corrsteer_core.controls import random_direction_profile
 from corrsteer_core.errors import ProfileError
+from corrsteer_core.metadata import Provenance, TaskInfo
 from corrsteer_core.profile import LayerSetting, SteeringProfile, load_profile
-from corrsteer_core.profile_store import find_profile, list_saved_profiles, save_named_profile
+from corrsteer_core.profile_store import find_profile, list_saved_profiles, save_named_profile, unique_profile_name
 
 
 def _profile(tiny, saes, **changes) -> SteeringProfile:
@@ -33,7 +33,7 @@ def _profile(tiny, saes, **changes) -> SteeringProfile:
         d_model=tiny.d_model,
         layers=layers,
         name="demo",
-        provenance={"task": {"name": "toy"}},
+        provenance=Provenance(task=TaskInfo(name="toy")),
     )
     return dataclasses.replace(base, **changes)
 
@@ -49,7 +49,7 @@ def test_vectors_are_coefficient_times_scales_times_direction(tiny, tiny_saes):
 
 def test_random_direction_control_keeps_norms(tiny, tiny_saes):
     profile = _profile(tiny, tiny_saes)
-    control = random_direction_profile(profile, seed=4)
+    control = profile.with_random_directions(seed=4)
     for hook, vec in profile.vectors(tiny_saes).items():
         other = control.vectors(tiny_saes)[hook]
         torch.testing.assert_close(other.norm(), vec.norm())
@@ -77,7 +77,13 @@ def test_named_store(tiny, tiny_saes, tmp_path, monkeypatch):
     assert find_profile("my profile/1") == profile
     (tmp_path / "profiles" / "broken.json").write_text("{", encoding="utf-8")
     rows = {r["name"]: r for r in list_saved_profiles()}
-    assert rows["my-profile-1"]["layers"] == 2 and rows["broken"]["error"]
+    assert (
+        rows["my-profile-1"]["layers"] == 2 and rows["my-profile-1"]["task"] == "toy" and rows["broken"]["error"]
+    )
+    with pytest.raises(ProfileError, match="already saved"):
+        save_named_profile(profile.with_global_scale(0.5), "my profile/1", replace=False)
+    assert find_profile("my-profile-1") == profile  # the refused save changed nothing
+    assert unique_profile_name("my profile/1") == "my-profile-1-2"
     with pytest.raises(ProfileError, match="Saved"):
         find_profile("absent")
 

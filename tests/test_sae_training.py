@@ -10,10 +10,9 @@ import pytest
 import torch
 from sae_lens import SAE, TopKSAE, TopKSAEConfig
 
-from corrsteer_core.errors import ConfigError
-from corrsteer_core.sae_quality import QUALITY_FILENAME
-from corrsteer_core.sae_topk import TopKTrainer
-from corrsteer_core.sae_training import (
+from corrsteer_core.embedded.sae_quality import QUALITY_FILENAME
+from corrsteer_core.embedded.sae_topk import TopKTrainer
+from corrsteer_core.embedded.sae_training import (
     SAEQuality,
     SAETrainConfig,
     _split,
@@ -23,6 +22,7 @@ from corrsteer_core.sae_training import (
     save_sae,
     train_topk_sae,
 )
+from corrsteer_core.errors import ConfigError
 from corrsteer_core.storage import read_json
 
 D_IN, N_ATOMS, ACTIVE = 32, 96, 3

@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from corrsteer_core.collect import collect_activations
-from corrsteer_core.config import CollectConfig
+from corrsteer_core.config import CollectConfig, OptimizeConfig, SelectConfig
 from corrsteer_core.controls import run_with_controls
 from corrsteer_core.errors import ConfigError, SelectionError
 from corrsteer_core.evaluate import (
@@ -17,10 +17,10 @@ from corrsteer_core.evaluate import (
     record_evaluation,
     scale_sweep,
 )
-from corrsteer_core.optimize import OptimizeConfig, optimize_profile
+from corrsteer_core.optimize import optimize_profile
 from corrsteer_core.runs import RunStore
-from corrsteer_core.select import SelectConfig, select_profile
 from corrsteer_core.steer import Outcome
+from corrsteer_core.variants import select_profile
 from tests.helpers import toy_task
 
 
@@ -47,7 +47,7 @@ def test_variants_s_and_a(tiny, tiny_saes, setup):
     assert [(x.layer, x.feature) for x in s_prof.layers] == [(best.layer, best.feature)]
     for selector in ("mi", "fisher", "caa", "random", "shuffled"):
         prof = select_profile(run, tiny, tiny_saes, SelectConfig(selector=selector)).profile
-        assert prof.layers and prof.provenance["select"]["selector"] == selector
+        assert prof.layers and prof.provenance.select is not None and prof.provenance.select.selector == selector
     with pytest.raises(SelectionError, match="validation"):
         select_profile(run, tiny, tiny_saes, SelectConfig(variant="P"))
     with pytest.raises(ConfigError, match="Valid values"):
@@ -80,7 +80,7 @@ def test_evaluation_counts_flips_and_reuses_cache(tiny, tiny_saes, setup):
 def test_evaluations_are_saved_with_their_run_and_foreign_run_ids_are_ignored(tiny, tiny_saes, setup):
     task, run, _, test = setup
     profile = select_profile(run, tiny, tiny_saes).profile
-    assert profile.provenance["run_id"] == run.run_id
+    assert profile.provenance.run_id == run.run_id
     result = evaluate_profile(tiny, tiny_saes, task, test, profile)
     path = record_evaluation(profile, result, "test")
     assert path is not None and path.parent.parent == RunStore(run.run_id).folder
@@ -92,7 +92,7 @@ def test_evaluations_are_saved_with_their_run_and_foreign_run_ids_are_ignored(ti
     record_evaluation(profile, result, "test")  # the same profile again replaces its record
     assert len(RunStore(run.run_id).evaluations()) == 2
     for bad in ("../../escape", "no-such-run", ""):  # e.g. an imported profile's provenance
-        foreign = dataclasses.replace(profile, provenance={**profile.provenance, "run_id": bad})
+        foreign = dataclasses.replace(profile, provenance=dataclasses.replace(profile.provenance, run_id=bad))
         assert record_evaluation(foreign, result, "test") is None
     assert len(RunStore(run.run_id).evaluations()) == 2
 
@@ -126,7 +126,8 @@ def test_optimiser_respects_budget_and_controls_report(tiny, tiny_saes, setup):
     optimised, trace = optimize_profile(tiny, tiny_saes, base, task, val, cfg=cfg)
     assert trace["spent"].max() <= cfg.budget
     best = trace["objective"].max()
-    assert optimised.provenance["validation"]["objective"] == pytest.approx(best)
+    assert optimised.provenance.validation is not None
+    assert optimised.provenance.validation.objective == pytest.approx(best)
     report = run_with_controls(tiny, tiny_saes, run, task, val, test, select=SelectConfig(variant="A"))
     table = report.table()
     assert list(table["condition"]) == ["profile", "random-directions", "shuffled-labels", "random-features"]
@@ -150,18 +151,39 @@ def test_optimiser_tries_the_whole_profile_at_small_scales_first(tiny, tiny_saes
 
 def test_variant_o_takes_lambda_and_budget_from_the_selection_config(tiny, tiny_saes, setup):
     task, run, val, _ = setup
-    cfg = SelectConfig(variant="O", lam=2.0, budget=len(val) * 3)
+    cfg = SelectConfig(variant="O", optimize=OptimizeConfig(lam=2.0, budget=len(val) * 3))
     res = select_profile(run, tiny, tiny_saes, cfg, validation=(task, val))
     prov = res.profile.provenance
-    assert prov["optimize"]["lam"] == 2.0 and prov["optimize"]["budget"] == len(val) * 3
-    assert prov["validation"]["generations"] <= len(val) * 3 and prov["select"]["lam"] == 2.0
+    assert prov.select == cfg and prov.variant == "O"
+    assert prov.validation is not None and prov.validation.generations <= len(val) * 3
     neg = res.details["neg"].to_numpy()
     assert res.details["objective"].to_numpy() == pytest.approx(
         res.details["accuracy"].to_numpy() - 2.0 * neg / len(val)
     )
     for bad in ({"lam": -1.0}, {"budget": 0}):
         with pytest.raises(ConfigError):
-            SelectConfig(variant="O", **bad)
+            SelectConfig(variant="O", optimize=OptimizeConfig(**bad))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("variant", ["S", "O"])
+def test_controls_report_tests_the_profile_the_user_selected(tiny, tiny_saes, setup, variant):
+    """The "profile" row is the selected profile: built with the same variant and O's own lambda and budget."""
+    task, run, val, test = setup
+    search = OptimizeConfig(lam=1.5, budget=len(val) * 2, screen_scales=(1.0,), whole_scales=(0.5,))
+    cfg = SelectConfig(variant=variant, optimize=search)
+    selected = select_profile(run, tiny, tiny_saes, cfg, validation=(task, val)).profile
+    report = run_with_controls(tiny, tiny_saes, run, task, val, test, select=cfg, controls=("random-directions",))
+    row = report.profiles["profile"]
+    assert row.content_hash() == selected.content_hash() and row.provenance.select == cfg
+    control = report.profiles["random-directions"]
+    assert control.provenance.select is not None and control.provenance.select.optimize == search
+    if variant == "S":  # S is one feature steered alone, for the profile and its control alike
+        assert len(row.layers) == 1 and len(control.layers) == 1
+    edited = selected.with_global_scale(0.5)  # what the app passes: the profile as the user edited it
+    again = run_with_controls(tiny, tiny_saes, run, task, val, test, profile=edited, controls=("shuffled-labels",))
+    assert again.profiles["profile"] == edited and again.results["profile"].table["item_id"].tolist() == [
+        i.id for i in test
+    ]
 
 
 def test_optimiser_screens_only_the_top_layers_and_uses_forward_scales(tiny, tiny_saes, setup):

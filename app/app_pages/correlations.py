@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from app.ui import figures, resources, state, widgets
+from app.ui.pages import page_path
 from app.ui.text import md
 
 st.title("Correlations")
@@ -14,13 +15,13 @@ preset: str = st.session_state[state.PRESET]
 with widgets.show_errors(stop=True):
     run = resources.collection(run_id)
 profile = state.get(state.WORKING_PROFILE) or selection.profile
-config = (selection.profile.provenance or {}).get("select", {})
+config = selection.profile.provenance.select
 
 c = st.columns(4)
 c[0].metric("Selection samples", run.n)
 c[1].metric("Correct", f"{run.stats.n_correct} ({run.stats.n_correct / max(run.n, 1):.0%})")
 c[2].metric("Layers with a candidate", sum(1 for cands in selection.candidates if cands))
-c[3].metric("Method", f"{config.get('variant', '?')} · {config.get('selector', '?')}")
+c[3].metric("Method", f"{config.variant} · {config.selector}" if config is not None else "?")
 for note in selection.warnings:
     st.warning(md(note))
 
@@ -41,7 +42,7 @@ event = st.plotly_chart(
 clicked = figures.clicked_feature(event.selection if event else None)
 if clicked is not None:
     state.put(state.FOCUS, clicked)
-    st.switch_page(widgets.PAGE_PATHS["features"])
+    st.switch_page(page_path("features"))
 
 with st.form(state.CORR_OPEN, border=False):
     left, right = st.columns([3, 1])
@@ -50,7 +51,7 @@ with st.form(state.CORR_OPEN, border=False):
     right.markdown("&nbsp;")
     if right.form_submit_button("Open in Features", icon=":material/search:"):
         state.put(state.FOCUS, labels[picked])
-        st.switch_page(widgets.PAGE_PATHS["features"])
+        st.switch_page(page_path("features"))
 
 st.subheader("Selected feature per layer")
 enabled = {s.layer for s in profile.enabled}
@@ -94,5 +95,5 @@ with widgets.show_errors():
         st.dataframe(norms, hide_index=True)
 
 if selection.details is not None and not selection.details.empty:
-    with st.expander(f"Validation details of variant {config.get('variant', '')}"):
+    with st.expander(f"Validation details of variant {config.variant if config is not None else ''}"):
         st.dataframe(selection.details, hide_index=True)

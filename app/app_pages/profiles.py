@@ -11,6 +11,7 @@ from app.ui import resources, state, widgets
 from app.ui.profile_diff import compare_fields, compare_profiles, profile_summary
 from app.ui.steer_table import settings_frame
 from app.ui.text import md
+from corrsteer_core import profile_store
 from corrsteer_core.errors import CorrSteerError
 from corrsteer_core.profile import SteeringProfile, load_profile
 
@@ -40,7 +41,7 @@ def _export_section() -> None:
         return
     name = st.text_input("Name", value=current.name or "profile", key=state.PROFILES_NAME)
     with widgets.show_errors(stop=False):
-        safe = resources.safe_profile_name(name)
+        safe = profile_store.profile_file_name(name)
         profile = _for_export(current, safe)
         st.dataframe(settings_frame(profile), hide_index=True)
         c = st.columns(3)
@@ -64,7 +65,7 @@ def _export_section() -> None:
             key="profiles_dl_st",
         )
         if c[2].button("Save to the library", key="profiles_save", icon=":material/save:"):
-            path = resources.save_profile(profile, safe)
+            path = profile_store.save_named_profile(profile, safe)
             st.success(md(f"Saved as {path.name} in {path.parent}"))
 
 
@@ -100,7 +101,7 @@ def _import_section() -> None:
     )
     if c[1].button("Save to the library", key="profiles_save_import"):
         with widgets.show_errors():
-            path = resources.save_profile(profile, profile.name or uploaded.name.rsplit(".", 1)[0])
+            path = profile_store.save_named_profile(profile, profile.name or uploaded.name.rsplit(".", 1)[0])
             st.success(md(f"Saved as {path.name}"))
 
 
@@ -108,7 +109,7 @@ def _library_section() -> dict[str, SteeringProfile]:
     st.subheader("Saved profiles")
     loaded: dict[str, SteeringProfile] = {}
     broken = []
-    for name, path in resources.saved_profiles().items():
+    for name, path in profile_store.saved_profiles().items():
         try:
             loaded[name] = load_profile(path)
         except CorrSteerError as exc:
@@ -116,7 +117,7 @@ def _library_section() -> dict[str, SteeringProfile]:
     for message in broken:
         st.warning(md(f"Unreadable profile skipped ({message})"))
     if not loaded:
-        st.caption(md(f"No saved profiles yet in {resources.profiles_dir()}."))
+        st.caption(md(f"No saved profiles yet in {profile_store.profiles_dir()}."))
         return loaded
     st.dataframe(
         pd.DataFrame([profile_summary(n, p) for n, p in loaded.items()]),

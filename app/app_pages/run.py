@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from functools import partial
 from typing import Any
@@ -11,11 +10,12 @@ import pandas as pd
 import streamlit as st
 
 from app.ui import jobs, resources, state, widgets, work
-from app.ui.task_form import task_form
-from app.ui.taskspec import TaskSpec
-from corrsteer_core.config import CollectConfig
+from app.ui.pages import page_path
+from app.ui.task_form import TaskChoice, task_form
+from corrsteer_core.config import CollectConfig, OptimizeConfig, SelectConfig
 from corrsteer_core.errors import TaskError
-from corrsteer_core.select import SelectConfig
+from corrsteer_core.experiment import Experiment, SplitSpec
+from corrsteer_core.metadata import RunMeta
 
 VARIANTS = {
     "A": "A · top feature of every layer, all at once (the reference headline)",
@@ -51,7 +51,7 @@ _DEFAULTS: dict[str, Any] = {
 }
 
 
-def _splits_form(spec: TaskSpec | None) -> TaskSpec | None:
+def _splits_form(choice: TaskChoice | None) -> Experiment | None:
     st.subheader("Splits")
     c = st.columns(4)
     n_train = c[0].number_input("Selection (train)", min_value=1, step=50, key=state.RUN_N_TRAIN)
@@ -66,9 +66,13 @@ def _splits_form(spec: TaskSpec | None) -> TaskSpec | None:
         key=state.RUN_SEED,
         help="Changes which items land in which split, nothing else.",
     )
-    if spec is None:
+    if choice is None:
         return None
-    return dataclasses.replace(spec, n_train=int(n_train), n_val=int(n_val), n_test=int(n_test), seed=int(seed))
+    task_spec, where = choice
+    split = SplitSpec(
+        n_train=int(n_train), n_val=int(n_val), n_test=int(n_test), seed=int(seed), select_where=where or None
+    )
+    return Experiment(task_spec, split)
 
 
 def _method_form() -> tuple[dict[str, Any], dict[str, Any]]:
@@ -129,15 +133,14 @@ def _method_form() -> tuple[dict[str, Any], dict[str, Any]]:
         "min_correct": int(min_class),
         "min_incorrect": int(min_class),
         "within_strata": bool(strata.strip()),
-        "lam": float(lam),
-        "budget": int(budget),
+        "optimize": OptimizeConfig(lam=float(lam), budget=int(budget)),
     }
     return collect, select
 
 
-def _on_selected(spec: TaskSpec | None, result: Any) -> None:
+def _on_selected(experiment: Experiment | None, result: Any) -> None:
     run, selection = result
-    state.set_run(run.run_id, selection, spec)
+    state.set_run(run.run_id, selection, experiment)
     steered = ", ".join(str(s.layer) for s in selection.profile.enabled) or "none"
     state.notify(
         "success",
@@ -148,69 +151,54 @@ def _on_selected(spec: TaskSpec | None, result: Any) -> None:
         state.notify("warning", note)
 
 
-def _start_selection(preset: str, spec: TaskSpec, collect: dict[str, Any], select: dict[str, Any]) -> None:
+def _start_selection(preset: str, experiment: Experiment, collect: dict[str, Any], select: dict[str, Any]) -> None:
     with widgets.show_errors():
         collect_cfg, select_cfg = CollectConfig(**collect), SelectConfig(**select)
-        task, splits = resources.task_and_splits(spec)
+        task, splits = resources.task_and_splits(experiment)
         loaded, sae_set = resources.model(preset), resources.saes(preset)
-        job = partial(work.collect_and_select_work, loaded, sae_set, spec, task, splits, collect_cfg, select_cfg)
-        jobs.start(f"Selection on {spec.name}", job, partial(_on_selected, spec))
-
-
-def _run_spec(meta: dict[str, Any]) -> TaskSpec | None:
-    """How a saved run's task is rebuilt: the app's own record, else the task name and split sizes."""
-    split = meta.get("split") or {}
-    if split.get("app_task"):
-        return TaskSpec.from_dict(split["app_task"])
-    if split.get("task_spec") and split.get("split_spec"):  # a run started from the command line
-        return TaskSpec.from_core(split["task_spec"], split["split_spec"])
-    if all(k in split for k in ("n_train", "n_val", "n_test")):
-        return TaskSpec(
-            name=meta["task"]["name"],
-            n_train=split["n_train"],
-            n_val=split["n_val"],
-            n_test=split["n_test"],
-            seed=int(split.get("seed", 0)),
+        job = partial(
+            work.collect_and_select_work, loaded, sae_set, experiment, task, splits, collect_cfg, select_cfg
         )
-    return None
+        jobs.start(f"Selection on {experiment.task_spec.name}", job, partial(_on_selected, experiment))
 
 
-def _resume(preset: str, meta: dict[str, Any], spec: TaskSpec | None, select_cfg: SelectConfig) -> None:
+def _resume(preset: str, meta: RunMeta, select_cfg: SelectConfig) -> None:
     """Continue an interrupted collection from its last finished batch, then select."""
-    if spec is None:
-        raise TaskError("this run was not started from the app and cannot be resumed here")
-    collect_cfg = CollectConfig.from_dict(meta["identity"]["collect"])
-    task, splits = resources.task_and_splits(spec)
+    if meta.experiment is None:
+        raise TaskError("this run does not record its task and split, so it cannot be resumed here")
+    task, splits = resources.task_and_splits(meta.experiment)
     loaded, sae_set = resources.model(preset), resources.saes(preset)
-    resume = partial(work.collect_and_select_work, loaded, sae_set, spec, task, splits, collect_cfg, select_cfg)
-    jobs.start(f"Resuming {meta['run_id']}", resume, partial(_on_selected, spec))
+    resume = partial(
+        work.collect_and_select_work, loaded, sae_set, meta.experiment, task, splits, meta.collect, select_cfg
+    )
+    jobs.start(f"Resuming {meta.run_id}", resume, partial(_on_selected, meta.experiment))
 
 
-def _open(preset: str, meta: dict[str, Any], spec: TaskSpec | None, select_cfg: SelectConfig) -> None:
+def _open(preset: str, meta: RunMeta, select_cfg: SelectConfig) -> None:
     """Reopen a finished run from disk (nothing is generated again) and select with the chosen method."""
-    run = resources.collection(meta["run_id"])
+    run = resources.collection(meta.run_id)
     loaded, sae_set = resources.model(preset), resources.saes(preset)
     task = splits = None
     if select_cfg.variant in ("P", "O"):
-        if spec is None:
+        if meta.experiment is None:
             raise TaskError(
-                f"variant {select_cfg.variant} needs the run's task, which the app cannot rebuild; choose A or S"
+                f"variant {select_cfg.variant} needs the run's task, which this run does not record; choose A or S"
             )
-        task, splits = resources.task_and_splits(spec)
+        task, splits = resources.task_and_splits(meta.experiment)
 
     def reopen(progress: Any) -> tuple[Any, Any]:
         return run, work.select_work(loaded, sae_set, run, task, splits, select_cfg, progress)
 
-    jobs.start(f"Opening {meta['run_id']}", reopen, partial(_on_selected, spec))
+    jobs.start(f"Opening {meta.run_id}", reopen, partial(_on_selected, meta.experiment))
 
 
-def _reopen(preset: str, meta: dict[str, Any], select: dict[str, Any]) -> None:
+def _reopen(preset: str, meta: RunMeta, select: dict[str, Any]) -> None:
     with widgets.show_errors():
-        spec, select_cfg = _run_spec(meta), SelectConfig(**select)
-        if meta.get("status") == "complete":
-            _open(preset, meta, spec, select_cfg)
+        select_cfg = SelectConfig(**select)
+        if meta.complete:
+            _open(preset, meta, select_cfg)
         else:
-            _resume(preset, meta, spec, select_cfg)
+            _resume(preset, meta, select_cfg)
 
 
 def _saved_runs(preset: str, select: dict[str, Any], busy: bool) -> None:
@@ -221,17 +209,17 @@ def _saved_runs(preset: str, select: dict[str, Any], busy: bool) -> None:
         return
     rows = [
         {
-            "run": r["run_id"],
-            "task": (r.get("task") or {}).get("name"),
+            "run": r.run_id,
+            "task": r.task.name,
             "status": _status(r),
-            "samples": f"{r.get('n_done', 0)}/{r.get('n_items', '?')}",
-            "layers": len(r.get("layers") or ()),
-            "updated": time.strftime("%Y-%m-%d %H:%M", time.localtime(r.get("updated", 0))),
+            "samples": f"{r.n_done}/{r.n_items}",
+            "layers": len(r.layers),
+            "updated": time.strftime("%Y-%m-%d %H:%M", time.localtime(r.updated)),
         }
         for r in runs
     ]
     st.dataframe(pd.DataFrame(rows), hide_index=True)
-    by_id = {r["run_id"]: r for r in runs}
+    by_id = {r.run_id: r for r in runs}
     left, right = st.columns([3, 1])
     picked = left.selectbox(
         "Run to open",
@@ -239,16 +227,16 @@ def _saved_runs(preset: str, select: dict[str, Any], busy: bool) -> None:
         key=state.RUN_PICK,
         format_func=lambda rid: f"{rid} ({_status(by_id[rid])})",
     )
-    complete = by_id[picked].get("status") == "complete"
+    complete = by_id[picked].complete
     right.markdown("&nbsp;")
     label = "Open with the method above" if complete else "Resume"
     if right.button(label, key="run_open", disabled=busy, icon=":material/folder_open:"):
         _reopen(preset, by_id[picked], select)
 
 
-def _status(run: dict) -> str:
+def _status(run: RunMeta) -> str:
     # on disk an unfinished run may be in progress elsewhere or have been interrupted: either way it resumes
-    return "complete" if run.get("status") == "complete" else "incomplete (resumable)"
+    return "complete" if run.complete else "incomplete (resumable)"
 
 
 st.title("Run a selection")
@@ -259,13 +247,13 @@ if (problem := resources.preset_problem(preset_name)) is not None:
     st.warning(problem, icon=":material/warning:")
 busy = jobs.active() is not None
 st.subheader("Task")
-task_spec = task_form()
-if task_spec is not None and task_spec.custom is not None:
+task_choice = task_form()
+if task_choice is not None and task_choice[0].custom is not None:
     with widgets.show_errors():
-        preview_task = resources.task_only(task_spec)
+        preview_task = resources.task_only(task_choice[0])
         st.success(f"{len(preview_task.items)} items. First prompt:")
         st.text(preview_task.items[0].prompt[:500] if preview_task.items else "(no items)")
-full_spec = _splits_form(task_spec)
+full_spec = _splits_form(task_choice)
 collect_kw, select_kw = _method_form()
 clicked = st.button(
     "Run selection", type="primary", disabled=busy or full_spec is None, icon=":material/play_arrow:"
@@ -273,6 +261,6 @@ clicked = st.button(
 if clicked and full_spec is not None:
     _start_selection(preset_name, full_spec, collect_kw, select_kw)
 if state.get(state.RUN_ID) and not busy:
-    st.page_link(widgets.PAGE_PATHS["correlations"], label="See the correlations", icon=":material/grid_on:")
+    st.page_link(page_path("correlations"), label="See the correlations", icon=":material/grid_on:")
 st.divider()
 _saved_runs(preset_name, select_kw, busy)

@@ -13,10 +13,9 @@ from app.ui import jobs, resources, state, widgets, work
 from app.ui.evaluation_view import show_controls, show_evaluation, show_saved, show_sweep
 from app.ui.steer_table import PRESETS, apply_frame, preset_layers, settings_frame
 from app.ui.text import diff_html, md
+from corrsteer_core.config import GenerateConfig
 from corrsteer_core.errors import CorrSteerError
 from corrsteer_core.profile import SteeringProfile
-from corrsteer_core.select import SelectConfig
-from corrsteer_core.steer import GenerateConfig
 
 
 @dataclass(frozen=True)
@@ -50,7 +49,7 @@ def _validated(result: tuple[SteeringProfile, Any]) -> None:
     pruned, table = result
     kept = sorted(s.layer for s in pruned.enabled)
     base = state.get(state.BASE_PROFILE)
-    recorded = dataclasses.replace(base, provenance={**base.provenance, "kept_layers": kept})
+    recorded = dataclasses.replace(base, provenance=dataclasses.replace(base.provenance, kept_layers=tuple(kept)))
     state.set_profile(recorded.with_enabled(set(kept)))
     state.put(state.VALIDATION, table)
     state.notify("success", f"Layers that beat unsteered alone on validation: {kept or 'none'} (now enabled).")
@@ -181,29 +180,30 @@ def _evaluate_section(ctx: Context, working: SteeringProfile) -> None:
         show_evaluation(evaluation[1], stale=evaluation[0] != now)
     if (sweep := state.get(state.SWEEP)) is not None:
         show_sweep(sweep[1], stale=sweep[0] != now)
-    if (run_id := working.provenance.get("run_id")) and isinstance(run_id, str):
+    if (run_id := working.provenance.run_id) is not None:
         with widgets.show_errors():
             show_saved(resources.saved_evaluations(run_id), now)
 
 
-def _controls_section(ctx: Context) -> None:
+def _controls_section(ctx: Context, working: SteeringProfile) -> None:
     st.subheader("Controls")
     st.caption(
-        "Rebuild the selection method with random directions, shuffled labels and random features, and test them "
-        "all on the same items: a gain is only credible if it beats every control."
+        "Test the profile as edited above beside controls built with its own method and settings (random "
+        "directions, shuffled labels, random features), all on the same items: a gain is only credible if it "
+        "beats every control."
     )
-    selection, run_id = state.get(state.SELECTION), state.get(state.RUN_ID)
-    if ctx.task is None or ctx.splits is None or selection is None or run_id is None or not ctx.splits.test:
+    run_id = state.get(state.RUN_ID)
+    if ctx.task is None or ctx.splits is None or run_id is None or not ctx.splits.test:
         st.info("Controls need the run's task and a test split.")
         return
+    now = working.content_hash()
     if st.button("Run controls", key="steer_controls", disabled=ctx.busy, icon=":material/science:"):
         with widgets.show_errors():
-            select_cfg = SelectConfig.from_dict(dict(selection.profile.provenance.get("select") or {}))
             run = resources.collection(run_id)
-            job = partial(work.controls_work, ctx.loaded, ctx.saes, run, ctx.task, ctx.splits, select_cfg, ctx.gen)
-            jobs.start("Controls", job, partial(_store, state.CONTROLS, run_id))
-    if (controls := state.get(state.CONTROLS)) is not None and controls[0] == run_id:
-        show_controls(controls[1])
+            job = partial(work.controls_work, ctx.loaded, ctx.saes, run, ctx.task, ctx.splits, working, ctx.gen)
+            jobs.start("Controls", job, partial(_store, state.CONTROLS, now))
+    if (controls := state.get(state.CONTROLS)) is not None:
+        show_controls(controls[1], stale=controls[0] != now)
 
 
 def _context() -> Context:
@@ -211,11 +211,11 @@ def _context() -> Context:
     with widgets.show_errors(stop=True):
         loaded, sae_set = resources.model(preset), resources.saes(preset)
         run_id = state.get(state.RUN_ID)
-        gen = work.gen_config(resources.collection(run_id).meta if run_id else None)
+        gen = GenerateConfig.matching(resources.collection(run_id).meta.collect if run_id else None)
     task = splits = None
-    if (spec := state.get(state.TASK_SPEC)) is not None:
+    if (experiment := state.get(state.EXPERIMENT)) is not None:
         with widgets.show_errors():
-            task, splits = resources.task_and_splits(spec)
+            task, splits = resources.task_and_splits(experiment)
     return Context(loaded, sae_set, task, splits, gen, busy=jobs.active() is not None)
 
 
@@ -229,4 +229,4 @@ state.put(state.BASE_PROFILE, working_profile)  # edits persist when the user vi
 state.put(state.WORKING_PROFILE, working_profile)
 _try_section(context, working_profile)
 _evaluate_section(context, working_profile)
-_controls_section(context)
+_controls_section(context, working_profile)

@@ -133,7 +133,9 @@ def show_sweep(sweep: pd.DataFrame, stale: bool) -> None:
     )
 
 
-def show_controls(report: Any) -> None:
+def show_controls(report: Any, stale: bool = False) -> None:
+    if stale:
+        st.caption("These controls tested an earlier version of the profile; run them again to update them.")
     verdict = report.verdict()
     (st.success if "beats every control" in verdict else st.warning)(md(verdict))
     table = report.table()

@@ -24,7 +24,7 @@ def profile_summary(name: str, profile: SteeringProfile) -> dict[str, Any]:
         "enabled layers": ", ".join(str(s.layer) for s in profile.enabled) or "none",
         "global scale": profile.global_scale,
         "test diff": evaluation.get("diff"),
-        "task": ((profile.provenance or {}).get("task") or {}).get("name"),
+        "task": profile.provenance.task_name,
     }
 
 

@@ -6,10 +6,8 @@ them under the model's lock. Long computations live in :mod:`app.ui.work` and ru
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
-import re
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,11 +16,9 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from app.ui.taskspec import TaskSpec
-from corrsteer_core import storage
 from corrsteer_core.collect import CollectionResult, load_collection
 from corrsteer_core.diagnostics import norm_diagnostics
-from corrsteer_core.errors import ProfileError
+from corrsteer_core.experiment import Experiment, TaskSpec
 from corrsteer_core.explain import FeatureLookup, NeuronpediaClient
 from corrsteer_core.explain.evidence import (
     ClassEvidence,
@@ -32,8 +28,9 @@ from corrsteer_core.explain.evidence import (
     token_activations,
 )
 from corrsteer_core.loading import LoadedModel, load_model
+from corrsteer_core.metadata import RunMeta
 from corrsteer_core.presets import DEFAULT_PRESET, get_preset, list_presets
-from corrsteer_core.profile import SteeringProfile, load_profile
+from corrsteer_core.profile import SteeringProfile
 from corrsteer_core.runs import RunStore, list_runs
 from corrsteer_core.saes import SAESet, load_saes, missing_embedded_layers
 
@@ -45,13 +42,10 @@ __all__ = [
     "model",
     "neuronpedia",
     "preset_names",
-    "profiles_dir",
     "runs_for",
     "saes",
     "safetensors_bytes",
-    "save_profile",
     "saved_evaluations",
-    "saved_profiles",
     "task_and_splits",
     "task_infos",
     "task_only",
@@ -120,58 +114,27 @@ def saved_evaluations(run_id: str) -> list[dict[str, Any]]:
 
 
 @st.cache_resource(show_spinner="Reading the task…", max_entries=8)
-def _task(spec_json: str) -> Any:
-    return TaskSpec.from_dict(json.loads(spec_json)).build_task()
+def _task(spec_key: str) -> Any:
+    return TaskSpec.from_dict(json.loads(spec_key)).build()
 
 
 def task_only(spec: TaskSpec) -> Any:
-    """The core Task of a spec, built once per process (split sizes do not matter)."""
-    return _task(dataclasses.replace(spec, n_train=0, n_val=0, n_test=0).to_json())
+    """The core Task of a spec, built once per process."""
+    return _task(spec.key)
 
 
-def task_and_splits(spec: TaskSpec) -> tuple[Any, Any]:
-    """(Task, TaskSplits) of a spec."""
-    task = task_only(spec)
-    return task, spec.build_splits(task)
+def task_and_splits(experiment: Experiment) -> tuple[Any, Any]:
+    """(Task, TaskSplits) of an experiment (the task is built once per process)."""
+    task = task_only(experiment.task_spec)
+    return task, experiment.split_spec.resolve(task)
 
 
-def runs_for(preset: str) -> list[dict[str, Any]]:
+def runs_for(preset: str) -> list[RunMeta]:
     """Runs on disk made with ``preset``, newest first."""
-    return [r for r in list_runs() if (r.get("identity") or {}).get("preset") == preset]
+    return [r for r in list_runs() if r.identity.preset == preset]
 
 
-# the profile library under cache/profiles ----------------------------------------------------------------------
-_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-def profiles_dir() -> Path:
-    return storage.cache_path("profiles", "_").parent
-
-
-def safe_profile_name(name: str) -> str:
-    cleaned = _SAFE_NAME.sub("-", name.strip()).strip("-.")[:80]
-    if not cleaned:
-        raise ProfileError("give the profile a name (letters, digits, '.', '_' or '-')")
-    return cleaned
-
-
-def saved_profiles() -> dict[str, Path]:
-    """Saved profile files by name (file stem), newest first."""
-    paths = sorted(profiles_dir().glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
-    return {p.stem: p for p in paths}
-
-
-def save_profile(profile: SteeringProfile, name: str) -> Path:
-    return profile.save(storage.cache_path("profiles", f"{safe_profile_name(name)}.json"))
-
-
-def read_saved_profile(name: str) -> SteeringProfile:
-    path = saved_profiles().get(name)
-    if path is None:
-        raise ProfileError(f"no saved profile named {name!r}")
-    return load_profile(path)
-
-
+# the profile library lives in the core (corrsteer_core.profile_store); the pages call it directly
 def safetensors_bytes(profile: SteeringProfile, sae_set: SAESet) -> bytes:
     """The enabled layers' steering vectors (with the profile in the metadata) as safetensors bytes."""
     with tempfile.TemporaryDirectory(prefix="corrsteer-export-") as folder:

@@ -13,9 +13,9 @@ import streamlit as st
 
 # what the session is looking at ---------------------------------------------------------------------------
 PRESET = "preset"  # str: the preset chosen in the sidebar (a widget key)
-TASK_SPEC = "task_spec"  # TaskSpec: how the current task and its splits are built
+EXPERIMENT = "experiment"  # corrsteer_core.experiment.Experiment: the task and split of the run on screen
 RUN_ID = "run_id"  # str: the collection run on screen
-SELECTION = "selection"  # corrsteer_core.select.SelectionResult of the current run
+SELECTION = "selection"  # corrsteer_core.variants.SelectionResult of the current run
 FOCUS = "focus_feature"  # tuple[int, int]: (layer, feature) opened on the Features page
 
 # the profile being edited on the Steer page ---------------------------------------------------------------
@@ -143,15 +143,15 @@ def set_profile(profile: Any) -> None:
     st.session_state.pop(GLOBAL_SCALE, None)
 
 
-def set_run(run_id: str, selection: Any, task_spec: Any) -> None:
+def set_run(run_id: str, selection: Any, experiment: Any) -> None:
     """Show a run: its selection, its task, and its selected profile ready to steer."""
     reset_run()
     st.session_state[RUN_ID] = run_id
     st.session_state[SELECTION] = selection
-    st.session_state[TASK_SPEC] = task_spec
+    st.session_state[EXPERIMENT] = experiment
     set_profile(selection.profile)
 
 
 def reset_run() -> None:
     """Forget everything tied to the current run (a preset change or a new run)."""
-    drop(*_RUN_KEYS, TASK_SPEC)
+    drop(*_RUN_KEYS, EXPERIMENT)

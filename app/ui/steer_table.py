@@ -60,7 +60,7 @@ def apply_frame(profile: SteeringProfile, frame: pd.DataFrame) -> SteeringProfil
 
 def validated_layers(profile: SteeringProfile, details: pd.DataFrame | None) -> set[int] | None:
     """Layers that helped alone on validation (variant P's record), or None when there is no such record."""
-    kept = (profile.provenance or {}).get("kept_layers")
+    kept = profile.provenance.kept_layers
     if kept is not None:
         return {int(layer) for layer in kept}
     if details is not None and {"layer", "kept"} <= set(details.columns):

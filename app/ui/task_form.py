@@ -1,11 +1,14 @@
 """The Run page's task form: a built-in task or benchmark, or an uploaded CSV/JSONL with its column mapping.
 
-Returns a :class:`TaskSpec` (without split sizes, which the page adds) or None while the form is incomplete.
+Returns the core's :class:`~corrsteer_core.experiment.TaskSpec` with the metadata its selection items must
+match (a paired behaviour's half; the page adds the rest of the split), or None while the form is incomplete.
+Uploaded files are kept under ``cache/uploads/`` (named by content hash) so a run can rebuild its task later.
 Uploaded rows are shown with ``st.dataframe`` (no HTML), so file contents are never interpreted as markup.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 from pathlib import Path
@@ -15,16 +18,44 @@ import pandas as pd
 import streamlit as st
 
 from app.ui import resources, state, widgets
-from app.ui.taskspec import CustomColumns, TaskSpec, save_upload
 from app.ui.text import md
+from corrsteer_core import storage
 from corrsteer_core.errors import TaskError
+from corrsteer_core.experiment import CustomTable, TaskSpec
 from corrsteer_core.tasks import SCORER_NAMES, scorer_options
 
-__all__ = ["SCORERS", "read_table", "task_form"]
+__all__ = ["SCORERS", "read_table", "save_upload", "task_form"]
 
 SCORERS = ("contains", *(name for name in SCORER_NAMES if name != "contains"))
 _NONE = "(none)"
 _SOURCES = ("Built-in task or benchmark", "Upload a CSV / JSONL file")
+UPLOAD_SUFFIXES = (".csv", ".jsonl", ".json")
+TaskChoice = tuple[TaskSpec, dict[str, str]]  # the task, and the metadata its selection items must match
+
+
+def save_upload(name: str, data: bytes) -> Path:
+    """Keep an uploaded task file under cache/uploads/<sha>.<suffix> so runs can rebuild their task later."""
+    suffix = Path(name).suffix.lower()
+    if suffix not in UPLOAD_SUFFIXES:
+        raise TaskError(f"cannot read {name!r}: upload a .csv, .jsonl or .json file")
+    digest = hashlib.sha256(data).hexdigest()[:16]
+    path = storage.cache_path("uploads", f"{digest}{suffix}")
+    if not path.is_file():
+        storage.atomic_write_bytes(path, data)
+    return path
+
+
+def json_object(text: str, what: str, example: str) -> dict[str, Any]:
+    """A JSON object typed into a text field ({} when empty; TaskError with an example otherwise)."""
+    if not text.strip():
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise TaskError(f"{what} must be a JSON object such as {example}: {exc}") from exc
+    if not isinstance(value, dict):
+        raise TaskError(f"{what} must be a JSON object such as {example}, got {text!r}")
+    return value
 
 
 def read_table(name: str, data: bytes) -> pd.DataFrame:
@@ -42,7 +73,7 @@ def read_table(name: str, data: bytes) -> pd.DataFrame:
     raise TaskError(f"cannot read {name!r}: upload a .csv, .jsonl or .json file")
 
 
-def task_form() -> TaskSpec | None:
+def task_form() -> TaskChoice | None:
     widgets.defaults({state.RUN_TASK_SOURCE: _SOURCES[0]})
     source = st.radio("Task", _SOURCES, key=state.RUN_TASK_SOURCE, horizontal=True, label_visibility="collapsed")
     if source == _SOURCES[0]:
@@ -50,7 +81,7 @@ def task_form() -> TaskSpec | None:
     return _upload_form()
 
 
-def _builtin_form() -> TaskSpec | None:
+def _builtin_form() -> TaskChoice | None:
     infos = resources.task_infos()
     if not infos:
         st.warning("No built-in tasks are available in this installation; upload a file instead.")
@@ -89,7 +120,7 @@ def _builtin_form() -> TaskSpec | None:
             key=state.RUN_OPTIONS,
             placeholder='{"' + info.options[0] + '": ...}',
         )
-    select_where: tuple[tuple[str, str], ...] = ()
+    select_where: dict[str, str] = {}
     if info.select_where:
         half = ", ".join(f"{k} = {v}" for k, v in info.select_where)
         if left.checkbox(
@@ -98,20 +129,15 @@ def _builtin_form() -> TaskSpec | None:
             help="A paired behaviour: features are correlated on this half (e.g. refusing harmful requests); "
             "validation and test keep both halves, so side effects on the other half count as NEG.",
         ):
-            select_where = info.select_where
+            select_where = dict(info.select_where)
+    with widgets.show_errors(stop=True):
+        parsed = json_object(options, "task options", '{"digits": 3}')
     return TaskSpec(
-        name=name,
-        n_train=0,
-        n_val=0,
-        n_test=0,
-        source=source.strip() or None,
-        limit=int(limit) or None,
-        options=options.strip(),
-        select_where=select_where,
-    )
+        name=name, source=source.strip() or None, limit=int(limit) or None, options=parsed
+    ), select_where
 
 
-def _upload_form() -> TaskSpec | None:
+def _upload_form() -> TaskChoice | None:
     uploaded = st.file_uploader("Task file", type=["csv", "jsonl", "json"], key=state.RUN_UPLOAD)
     if uploaded is None:
         st.caption("One row per item: a prompt (a column, or a template over columns) and the expected answer.")
@@ -135,7 +161,7 @@ def _pick(where: Any, label: str, options: list[str], key: str, guess: tuple[str
     return where.selectbox(label, options, key=key)
 
 
-def _mapping_form(columns: list[str], stem: str, path: str) -> TaskSpec | None:
+def _mapping_form(columns: list[str], stem: str, path: str) -> TaskChoice | None:
     c1, c2, c3 = st.columns(3)
     use_template = c1.toggle("Build the prompt from a template", key=state.RUN_UP_USE_TEMPLATE)
     if use_template:
@@ -173,16 +199,17 @@ def _mapping_form(columns: list[str], stem: str, path: str) -> TaskSpec | None:
     if not name.strip():
         st.error("Give the task a name.")
         return None
-    custom = CustomColumns(
-        path=path,
-        answer_column=answer,
-        scorer=scorer,
-        prompt_column=prompt_column,
-        template=template,
-        choices_column=None if choices == _NONE else choices,
-        max_new_tokens=int(max_new),
-        pooling=pooling,
-        metadata_columns=tuple(metadata),
-        scorer_options=scorer_json.strip(),
-    )
-    return TaskSpec(name=name.strip(), n_train=0, n_val=0, n_test=0, custom=custom)
+    with widgets.show_errors(stop=True):
+        custom = CustomTable(
+            path=path,
+            answer_column=answer,
+            scorer=scorer,
+            prompt_column=prompt_column,
+            template=template,
+            choices_column=None if choices == _NONE else choices,
+            max_new_tokens=int(max_new),
+            pooling=pooling,
+            metadata_columns=tuple(metadata),
+            scorer_options=json_object(scorer_json, "scorer options", '{"pattern": "(\\d+)"}'),
+        )
+    return TaskSpec(name=name.strip(), custom=custom), {}

@@ -9,11 +9,11 @@ from typing import Any
 import streamlit as st
 
 from app.ui import jobs, state
+from app.ui.pages import page_path
 from app.ui.text import md
 from corrsteer_core.errors import CorrSteerError
 
 __all__ = [
-    "PAGE_PATHS",
     "defaults",
     "job_panel",
     "keep_widget_state",
@@ -23,13 +23,6 @@ __all__ = [
     "show_notices",
 ]
 
-PAGE_PATHS = {
-    "run": "app_pages/run.py",
-    "correlations": "app_pages/correlations.py",
-    "features": "app_pages/features.py",
-    "steer": "app_pages/steer.py",
-    "profiles": "app_pages/profiles.py",
-}
 _POLL_SECONDS = 0.5
 
 
@@ -79,7 +72,7 @@ def require_run() -> tuple[str, Any]:
     run_id, selection = state.get(state.RUN_ID), state.get(state.SELECTION)
     if run_id is None or selection is None:
         st.info("No run yet: choose a task and run a selection first, or reopen a saved run.")
-        st.page_link(PAGE_PATHS["run"], label="Go to Run", icon=":material/play_arrow:")
+        st.page_link(page_path("run"), label="Go to Run", icon=":material/play_arrow:")
         st.stop()
     return run_id, selection
 
@@ -89,8 +82,8 @@ def require_profile(key: str = state.WORKING_PROFILE) -> Any:
     profile = state.get(key) or state.get(state.BASE_PROFILE)
     if profile is None:
         st.info("No steering profile yet: run a selection, or import a profile on the Profiles page.")
-        st.page_link(PAGE_PATHS["run"], label="Go to Run", icon=":material/play_arrow:")
-        st.page_link(PAGE_PATHS["profiles"], label="Go to Profiles", icon=":material/tune:")
+        st.page_link(page_path("run"), label="Go to Run", icon=":material/play_arrow:")
+        st.page_link(page_path("profiles"), label="Go to Profiles", icon=":material/tune:")
         st.stop()
     return profile
 

@@ -12,9 +12,8 @@ from typing import Any
 
 import pandas as pd
 
-from app.ui.taskspec import TaskSpec
 from corrsteer_core.collect import CollectionResult, collect_activations
-from corrsteer_core.config import CollectConfig, parse_scales
+from corrsteer_core.config import CollectConfig, GenerateConfig, SelectConfig, parse_scales
 from corrsteer_core.controls import ControlReport, run_with_controls
 from corrsteer_core.errors import ConfigError
 from corrsteer_core.evaluate import (
@@ -24,19 +23,19 @@ from corrsteer_core.evaluate import (
     record_evaluation,
     scale_sweep,
 )
+from corrsteer_core.experiment import Experiment
 from corrsteer_core.loading import LoadedModel
 from corrsteer_core.optimize import prune_profile
 from corrsteer_core.profile import SteeringProfile
 from corrsteer_core.progress import Progress
 from corrsteer_core.saes import SAESet
-from corrsteer_core.select import SelectConfig, SelectionResult, select_profile
-from corrsteer_core.steer import GenerateConfig, generate_texts, profile_vectors
+from corrsteer_core.steer import generate_texts, profile_vectors
+from corrsteer_core.variants import SelectionResult, select_profile
 
 __all__ = [
     "collect_and_select_work",
     "controls_work",
     "evaluate_work",
-    "gen_config",
     "parse_scales",
     "select_work",
     "sweep_work",
@@ -46,21 +45,10 @@ __all__ = [
 ]
 
 
-def gen_config(run_meta: dict[str, Any] | None, batch_size: int | None = None) -> GenerateConfig:
-    """Generation settings matching how a run collected its activations (defaults without a run)."""
-    collect = ((run_meta or {}).get("identity") or {}).get("collect") or {}
-    return GenerateConfig(
-        batch_size=batch_size or int(collect.get("batch_size") or 16),
-        max_new_tokens=collect.get("max_new_tokens"),
-        constrained=bool(collect.get("constrained", False)),
-        use_chat_template=collect.get("use_chat_template"),
-    )
-
-
 def collect_and_select_work(
     loaded: LoadedModel,
     saes: SAESet,
-    spec: TaskSpec,
+    experiment: Experiment,
     task: Any,
     splits: Any,
     collect_cfg: CollectConfig,
@@ -68,11 +56,10 @@ def collect_and_select_work(
     progress: Progress,
 ) -> tuple[CollectionResult, SelectionResult]:
     """Collect (or resume, or reopen) the run on the selection split, then select the profile."""
-    from corrsteer_core.experiment import split_record
-
-    # the core's record (so `corrsteer evaluate` can rebuild the split of a profile made here) + the app's form
-    split = {**split_record(*spec.core_specs(), splits), "app_task": spec.to_dict()}
-    run = collect_activations(loaded, saes, task, splits.train, collect_cfg, progress=progress, split=split)
+    recorded = experiment.with_sizes(splits)  # so `corrsteer evaluate` and a reopened run rebuild the same split
+    run = collect_activations(
+        loaded, saes, task, splits.train, collect_cfg, progress=progress, experiment=recorded
+    )
     return run, select_work(loaded, saes, run, task, splits, select_cfg, progress)
 
 
@@ -87,7 +74,13 @@ def select_work(
 ) -> SelectionResult:
     validation = (task, splits.validation) if select_cfg.variant in ("P", "O") else None
     return select_profile(
-        run, loaded, saes, select_cfg, validation=validation, gen=gen_config(run.meta), progress=progress
+        run,
+        loaded,
+        saes,
+        select_cfg,
+        validation=validation,
+        gen=GenerateConfig.matching(run.meta.collect),
+        progress=progress,
     )
 
 
@@ -124,12 +117,13 @@ def controls_work(
     run: CollectionResult,
     task: Any,
     splits: Any,
-    select_cfg: SelectConfig,
+    profile: SteeringProfile,
     gen: GenerateConfig,
     progress: Progress,
 ) -> ControlReport:
+    """The profile as the user edited it, beside its controls built with the profile's own settings."""
     return run_with_controls(
-        loaded, saes, run, task, splits.validation, splits.test, select=select_cfg, gen=gen, progress=progress
+        loaded, saes, run, task, splits.validation, splits.test, profile=profile, gen=gen, progress=progress
     )
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from corrsteer_core.collect import CollectionResult, read_sites
+from corrsteer_core.collect import CollectionResult
 from corrsteer_core.errors import ExplanationError
 from corrsteer_core.generation import encode_prompts
 from corrsteer_core.hooks import capture_residuals
@@ -77,8 +77,8 @@ def token_activations(
     loaded: LoadedModel, saes: SAESet, collection: CollectionResult, layer: int, feature: int, n: int = 5
 ) -> list[TokenActivations]:
     """Top activating samples with the feature's activation at each generation position, recomputed exactly."""
-    site = read_sites(saes, collection.meta["identity"]["collect"].get("site", "sae"))[layer]
-    chat = bool(collection.meta.get("chat", loaded.use_chat_template))
+    site = collection.meta.sites[layer]
+    chat = collection.meta.chat
     out = []
     for record, pooled in top_activating_records(collection, layer, feature, n):
         prompt = encode_prompts(loaded.tokenizer, [record.prompt], chat)[0]

@@ -228,7 +228,8 @@ def test_saved_run_reopens_without_recomputing(at: AppTest, monkeypatch: pytest.
     fresh.number_input(key=state.RUN_BUDGET).set_value(24)
     ok(button(fresh, "Open with the method above").click().run())
     optimised = fresh.session_state[state.SELECTION].profile.provenance
-    assert optimised["optimize"]["lam"] == 2.0 and optimised["validation"]["generations"] <= 24
+    assert optimised.select is not None and optimised.select.optimize.lam == 2.0
+    assert optimised.validation is not None and optimised.validation.generations <= 24
 
 
 def test_neuronpedia_offline_says_so(at: AppTest) -> None:
@@ -297,8 +298,9 @@ def test_steer_presets_validation_controls_and_test_items(at: AppTest) -> None:
     assert "base_correct" in tried and tried["target"] == "ai"
 
     ok(button(at, "Run controls").click().run())
-    run_id, report = at.session_state[state.CONTROLS]
-    assert run_id == at.session_state[state.RUN_ID]
+    tested, report = at.session_state[state.CONTROLS]
+    working = at.session_state[state.WORKING_PROFILE]
+    assert tested == working.content_hash() and report.profiles["profile"] == working  # the profile as edited
     assert set(report.table()["condition"]) == {
         "profile",
         "random-directions",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 
 import pandas as pd
 import pytest
@@ -11,9 +10,10 @@ import pytest
 from app.ui import text
 from app.ui.profile_diff import compare_fields, compare_profiles
 from app.ui.steer_table import apply_frame, preset_layers, settings_frame
-from app.ui.taskspec import CustomColumns, TaskSpec
+from app.ui.task_form import json_object
 from app.ui.work import parse_scales
-from corrsteer_core.errors import ConfigError, ProfileError
+from corrsteer_core.errors import ConfigError, ProfileError, TaskError
+from corrsteer_core.metadata import Provenance
 from corrsteer_core.profile import LayerSetting, SteeringProfile
 
 
@@ -87,7 +87,7 @@ def test_enable_presets() -> None:
     assert preset_layers("single", profile) == {3}  # highest score
     with pytest.raises(ProfileError, match="validation"):
         preset_layers("validated", profile)
-    kept = dataclasses.replace(profile, provenance={"kept_layers": [1, 2]})
+    kept = dataclasses.replace(profile, provenance=Provenance(kept_layers=(1, 2)))
     assert preset_layers("validated", kept) == {1, 2}
     details = pd.DataFrame({"layer": [0, 1], "kept": [True, False]})
     assert preset_layers("validated", profile, details) == {0}
@@ -107,14 +107,12 @@ def test_compare_profiles_flags_what_steers_differently() -> None:
     assert not compare_profiles(off, off.with_layer(2, scale=3.0))["differs"].any()  # disabled on both sides
 
 
-def test_task_spec_round_trips_through_run_metadata() -> None:
-    custom = CustomColumns(
-        path="/tmp/x.csv", answer_column="a", scorer="contains", prompt_column="p", metadata_columns=("g",)
-    )
-    spec = TaskSpec(name="t", n_train=10, n_val=2, n_test=3, seed=4, custom=custom)
-    again = TaskSpec.from_dict(dataclasses.asdict(spec))
-    assert again == spec and again.to_json() == spec.to_json()
-    assert "uploaded" in spec.label
+def test_form_reads_json_objects() -> None:
+    assert json_object("", "task options", "{}") == {}
+    assert json_object('{"digits": 3}', "task options", "{}") == {"digits": 3}
+    for bad in ("[1]", "{digits: 3}"):
+        with pytest.raises(TaskError, match="task options must be a JSON object"):
+            json_object(bad, "task options", '{"digits": 3}')
 
 
 def test_parse_scales() -> None:
@@ -126,50 +124,3 @@ def test_parse_scales() -> None:
     for bad in ("nan", "1, inf", ",".join(["1"] * 13)):
         with pytest.raises(ConfigError):
             parse_scales(bad)
-
-
-def test_paired_task_selects_on_one_half_in_app_and_core():
-    """The Run page's "select on the harmful half" reaches the split and the CLI's view of the run."""
-    from corrsteer_core.experiment import resolve_splits, resolve_task
-    from corrsteer_core.tasks import list_tasks
-
-    info = {i.name: i for i in list_tasks()}
-    assert info["safety"].select_where == (("label", "harmful"),) and not info["arithmetic"].select_where
-    spec = TaskSpec(name="safety", n_train=40, n_val=20, n_test=20, select_where=info["safety"].select_where)
-    splits = spec.build_splits(spec.build_task())
-    assert {i.metadata["label"] for i in splits.train} == {"harmful"} and len(splits.train) == 20
-    assert {i.metadata["label"] for i in splits.test} == {"harmful", "harmless"}
-    core_task, core_split = spec.core_specs()
-    assert core_split.select_where == {"label": "harmful"}
-    theirs = resolve_splits(resolve_task(core_task), core_split)
-    assert [i.id for i in theirs.train] == [i.id for i in splits.train]
-    assert TaskSpec.from_core(core_task.to_dict(), core_split.to_dict()) == spec
-    assert TaskSpec.from_dict(json.loads(spec.to_json())) == spec and "selected on label=harmful" in spec.label
-    nothing = dataclasses.replace(spec, select_where=(("label", "knitting"),))
-    with pytest.raises(ConfigError, match="no selection item matches"):
-        nothing.build_splits(nothing.build_task())
-
-
-def test_app_and_core_task_specs_agree(tmp_path):
-    """A run started in the app can be evaluated from the CLI (and vice versa): same task, same split."""
-    from corrsteer_core.experiment import SplitSpec, resolve_splits, resolve_task
-    from corrsteer_core.experiment import TaskSpec as CoreTaskSpec
-
-    spec = TaskSpec(name="arithmetic", n_train=30, n_val=10, n_test=20, seed=3, limit=80)
-    core_task, core_split = spec.core_specs()
-    assert core_split == SplitSpec(n_train=30, n_val=10, n_test=20, seed=3)
-    ours = spec.build_splits(spec.build_task())
-    theirs = resolve_splits(resolve_task(core_task), core_split)
-    assert [i.id for i in ours.test] == [i.id for i in theirs.test]
-    back = TaskSpec.from_core(core_task.to_dict(), core_split.to_dict())
-    assert back.core_specs() == (core_task, core_split)
-    csv = tmp_path / "t.csv"
-    csv.write_text("q,a\nsay hi,a\nsay yo,o\n", encoding="utf-8")
-    custom = CustomColumns(
-        path=str(csv), answer_column="a", scorer="regex", prompt_column="q", scorer_options='{"pattern": "(a)"}'
-    )
-    spec = TaskSpec(name="mine", n_train=1, n_val=0, n_test=1, custom=custom)
-    core_task, _ = spec.core_specs()
-    assert isinstance(core_task, CoreTaskSpec) and core_task.custom["scorer_options"] == {"pattern": "(a)"}
-    assert [i.prompt for i in resolve_task(core_task).items] == [i.prompt for i in spec.build_task().items]
-    assert TaskSpec.from_core(core_task.to_dict(), {"n_train": 1, "n_val": 0, "n_test": 1}) == spec

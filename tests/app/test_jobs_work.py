@@ -8,6 +8,7 @@ import pytest
 
 from app.ui import work
 from app.ui.jobs import Job
+from corrsteer_core.config import CollectConfig, GenerateConfig
 from corrsteer_core.errors import CancelledError, TaskError
 from corrsteer_core.loading import LoadedModel
 from corrsteer_core.profile import LayerSetting, SteeringProfile
@@ -78,14 +79,14 @@ def test_try_prompt_reuses_the_unsteered_reply_for_the_same_prompt(tiny: LoadedM
     assert unsteered["steered"] == unsteered["base"] == first["base"]  # nothing enabled: no steering
 
 
-def test_gen_config_follows_the_run() -> None:
-    meta = {"identity": {"collect": {"batch_size": 4, "max_new_tokens": 3, "constrained": True}}}
-    gen = work.gen_config(meta)
+def test_generation_settings_follow_the_run() -> None:
+    collect = CollectConfig(batch_size=4, max_new_tokens=3, constrained=True)
+    gen = GenerateConfig.matching(collect)
     assert (gen.batch_size, gen.max_new_tokens, gen.constrained) == (4, 3, True)
-    assert work.gen_config(None).batch_size == 16
+    assert GenerateConfig.matching(None).batch_size == 16 and GenerateConfig.matching(collect, 8).batch_size == 8
 
 
 def test_validation_needs_items(tiny: LoadedModel, tiny_saes: SAESet) -> None:
     with pytest.raises(Exception, match="validation items"):
-        work.validate_layers_work(tiny, tiny_saes, _profile(tiny, tiny_saes), None, [], work.gen_config(None),
+        work.validate_layers_work(tiny, tiny_saes, _profile(tiny, tiny_saes), None, [], GenerateConfig(),
                                   lambda *a: None)  # fmt: skip

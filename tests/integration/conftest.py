@@ -7,11 +7,11 @@ import importlib.util
 
 import pytest
 
-from corrsteer_core.corpus import CorpusConfig
+from corrsteer_core.embedded.corpus import CorpusConfig
+from corrsteer_core.embedded.prepare import PrepareConfig, prepare_embedded
+from corrsteer_core.embedded.sae_training import SAETrainConfig
 from corrsteer_core.loading import LoadedModel, load_model
-from corrsteer_core.prepare import PrepareConfig, prepare_embedded
 from corrsteer_core.presets import get_preset, register_preset
-from corrsteer_core.sae_training import SAETrainConfig
 from corrsteer_core.saes import SAESet, load_saes
 
 LAYERS = (3, 12)

@@ -10,19 +10,19 @@ import torch
 
 from corrsteer_core import storage
 from corrsteer_core.collect import collect_activations
-from corrsteer_core.config import CollectConfig
-from corrsteer_core.corpus import CorpusConfig
+from corrsteer_core.config import CollectConfig, SelectConfig
+from corrsteer_core.embedded.corpus import CorpusConfig
+from corrsteer_core.embedded.prepare import PrepareConfig, prepare_embedded
+from corrsteer_core.embedded.sae_training import SAETrainConfig
 from corrsteer_core.evaluate import evaluate_profile
 from corrsteer_core.generation import encode_prompts, greedy_generate
 from corrsteer_core.hooks import add_to_residual
 from corrsteer_core.loading import load_model
-from corrsteer_core.prepare import PrepareConfig, prepare_embedded
 from corrsteer_core.presets import register_preset
 from corrsteer_core.profile import load_profile
-from corrsteer_core.sae_training import SAETrainConfig
 from corrsteer_core.saes import embedded_sae_dir
-from corrsteer_core.select import SelectConfig, select_profile
 from corrsteer_core.tasks import get_task, split_task
+from corrsteer_core.variants import select_profile
 
 pytestmark = pytest.mark.slow
 

@@ -1,4 +1,4 @@
-"""The optimiser behind :func:`corrsteer_core.sae_training.train_topk_sae`: a TopK SAE trained with Adam.
+"""The optimiser behind :func:`corrsteer_core.embedded.sae_training.train_topk_sae`: a TopK SAE trained with Adam.
 
 Model: z = TopK(W_enc_t (x − b_dec) + b_enc), x̂ = W_decᵀ z + b_dec, with x scaled so that E‖x‖² = d_in.
 Loss = Σ‖x̂ − x‖² / (B · E‖x − mean‖²) (the batch FVU) + aux_coef · AuxK loss (OpenAI's TopK SAE recipe).
@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 if TYPE_CHECKING:
-    from corrsteer_core.sae_training import SAETrainConfig
+    from corrsteer_core.embedded.sae_training import SAETrainConfig
 
 __all__ = ["TopKTrainer"]
 

@@ -18,12 +18,12 @@ import torch
 
 from corrsteer_core import storage
 from corrsteer_core.config import PresetSpec, _DictMixin
-from corrsteer_core.corpus import CorpusConfig, build_corpus, corpus_activations
+from corrsteer_core.embedded.corpus import CorpusConfig, build_corpus, corpus_activations
+from corrsteer_core.embedded.sae_training import SAETrainConfig, save_sae, train_topk_sae
 from corrsteer_core.errors import ConfigError, valid_choices
 from corrsteer_core.loading import load_model
 from corrsteer_core.presets import DEFAULT_PRESET, get_preset
 from corrsteer_core.progress import Progress, report
-from corrsteer_core.sae_training import SAETrainConfig, save_sae, train_topk_sae
 from corrsteer_core.saes import embedded_sae_dir, load_saes, missing_embedded_layers, sae_fingerprint
 
 __all__ = ["PrepareConfig", "format_report", "prepare_embedded", "read_prepare_report"]

@@ -5,7 +5,7 @@ x̂ = W_dec latents + b_dec; decoder rows kept at unit norm (gradient projected,
 Adam step); W_enc initialised as W_decᵀ, b_dec at the data mean; inputs scaled so that E‖x‖² = d_in; an AuxK loss
 lets dead latents (not fired for ``dead_after_tokens`` tokens) reconstruct the residual error; linear warm-up
 and linear decay of the learning rate over the last 30% of steps. The optimiser itself is in
-:mod:`corrsteer_core.sae_topk`.
+:mod:`corrsteer_core.embedded.sae_topk`.
 
 The saved SAE is float32 with the input scale s folded in (recorded as ``metadata.activation_scale``): latents
 are in raw residual units and decoder rows have unit norm, so it works on raw residuals with
@@ -28,9 +28,15 @@ import torch
 from sae_lens import TopKSAE, TopKSAEConfig
 from sae_lens.saes.sae import SAEMetadata
 
+from corrsteer_core.embedded.sae_quality import (
+    SAEQuality,
+    evaluate_sae,
+    evaluate_sae_active,
+    filter_outliers,
+    save_sae,
+)
+from corrsteer_core.embedded.sae_topk import TopKTrainer
 from corrsteer_core.errors import ConfigError, valid_choices
-from corrsteer_core.sae_quality import SAEQuality, evaluate_sae, evaluate_sae_active, filter_outliers, save_sae
-from corrsteer_core.sae_topk import TopKTrainer
 
 __all__ = [
     "TRAIN_DTYPES",

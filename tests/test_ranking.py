@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from corrsteer_core.errors import ConfigError, SelectionError
-from corrsteer_core.selectors import SELECTORS, Candidate, candidates_frame, feature_scores, top_candidates
+from corrsteer_core.ranking import SELECTORS, Candidate, candidates_frame, feature_scores, top_candidates
 from corrsteer_core.stats import CorrelationStats
 
 N_LAYERS, N_FEATURES, PLANTED = 3, 40, (1, 17)

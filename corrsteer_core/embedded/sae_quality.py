@@ -1,4 +1,4 @@
-"""Measure, filter for and save trained TopK SAEs (the evaluation half of :mod:`corrsteer_core.sae_training`).
+"""Measure, filter for and save trained TopK SAEs (the evaluation half of :mod:`.sae_training`).
 
 Quality is always measured with the SAE object itself (its own ``encode``/``decode``, float32), so the reported
 numbers are those of the SAE that is saved and later loaded, not of the training-time bf16 arithmetic.

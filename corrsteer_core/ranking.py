@@ -1,4 +1,7 @@
-"""Turn :class:`CorrelationStats` into per-layer candidate rankings (DESIGN step 5 and the baseline selectors).
+"""Rank each layer's features by a selector's score: the candidates every variant picks from.
+
+Steps 4–6 of the method (docs/method.md): per-feature scores from :class:`CorrelationStats`, then per layer the
+best features, each with its steering coefficient.
 
 CorrSteer ranks by Pearson r and keeps only r > 0 (subtracting negative features collapses accuracy); the
 baselines rank by their own score on the same activations: SPARE = mutual information, DSG = Fisher ratio,
@@ -8,19 +11,25 @@ The "shuffled" control is not a selector here: run "corr" on statistics collecte
 
 from __future__ import annotations
 
+import dataclasses
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import torch
 from torch import Tensor
 
+from corrsteer_core.config import SELECTORS, SelectConfig
 from corrsteer_core.errors import ConfigError, SelectionError, valid_choices
-from corrsteer_core.stats import CoefficientMode, CorrelationStats
+from corrsteer_core.stats import CoefficientMode, CorrelationStats, CorrSteerWarning
 
-__all__ = ["SELECTORS", "Candidate", "candidates_frame", "feature_scores", "top_candidates"]
+if TYPE_CHECKING:
+    from corrsteer_core.collect import CollectionResult
 
-SELECTORS: tuple[str, ...] = ("corr", "mi", "fisher", "caa", "random")
+__all__ = ["SELECTORS", "Candidate", "candidates_frame", "feature_scores", "rank_candidates", "top_candidates"]
+
 # Selectors whose whole point is the sign of r; the baselines select by their own score and only report r.
 _POSITIVE_BY_DEFAULT = frozenset({"corr", "random"})
 
@@ -106,8 +115,8 @@ def top_candidates(
 ) -> list[list[Candidate]]:
     """Up to ``k`` candidates per layer, best first (outer index = layer; a layer may get an empty list).
 
-    ``require_positive_r`` defaults to True for "corr" and "random" (DESIGN step 5: only r > 0 features are
-    steered, so a layer without one gets none) and to False for the baselines. Ties break towards the lower
+    ``require_positive_r`` defaults to True for "corr" and "random" (docs/method.md, step 5: only r > 0 features
+    are steered, so a layer without one gets none) and to False for the baselines. Ties break towards the lower
     feature index, so rankings are deterministic.
     """
     _check_selector(selector)
@@ -157,3 +166,38 @@ def candidates_frame(candidates: Sequence[Sequence[Candidate]] | Sequence[Candid
         for c in ([item] if isinstance(item, Candidate) else item)  # accepts top_candidates' nesting or flat
     ]
     return pd.DataFrame(rows, columns=[f.name for f in fields(Candidate)])
+
+
+def rank_candidates(collection: CollectionResult, cfg: SelectConfig) -> tuple[list[list[Candidate]], list[str]]:
+    """Per-layer candidates of a run (true layer numbers), plus support warnings about its statistics."""
+    stats = collection.shuffled if cfg.selector == "shuffled" else collection.stats
+    selector = "corr" if cfg.selector == "shuffled" else cfg.selector
+    notes = [
+        *collection.warnings,
+        *stats.support_warnings(min_correct=cfg.min_correct, min_incorrect=cfg.min_incorrect),
+    ]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", CorrSteerWarning)
+        ranked = top_candidates(
+            stats,
+            selector,
+            k=cfg.k,
+            coefficient_mode=cfg.coefficient_mode,  # type: ignore[arg-type]
+            within_strata=cfg.within_strata,
+            min_firing=cfg.min_firing,
+            seed=cfg.seed,
+        )
+    notes += [str(w.message) for w in caught if str(w.message) not in notes]
+    out = []
+    for row, cands in enumerate(ranked):
+        layer = collection.layers[row]
+        if cfg.layers is not None and layer not in cfg.layers:
+            cands = []
+        out.append([dataclasses.replace(c, layer=layer) for c in cands])
+    if not any(out):
+        raise SelectionError(
+            "no layer has a selectable feature"
+            + (" (no feature has r > 0)" if selector in ("corr", "random") else "")
+            + (f"; {'; '.join(notes)}" if notes else "")
+        )
+    return out, notes

@@ -2,8 +2,8 @@
 
 Why this corpus: CorrSteer reads activations at *generation* positions of chat turns, so the SAEs should see
 that distribution. With no network the only text we can get is what we write and what the model writes. We
-write ~1,000 distinct user requests (see :mod:`corrsteer_core.corpus_prompts`) and let the model answer them
-greedily under its chat template, exactly as it will when steered. The fixed chat preamble shared
+write ~1,000 distinct user requests (see :mod:`corrsteer_core.embedded.corpus_prompts`) and let the model answer
+them greedily under its chat template, exactly as it will when steered. The fixed chat preamble shared
 by every prompt is dropped (its activations would be duplicated ~1,000 times); the remaining prompt tokens and
 all answer tokens are kept. Token ids are cached so activations can be rebuilt identically after an interrupt.
 """
@@ -17,7 +17,7 @@ import torch
 
 from corrsteer_core import storage
 from corrsteer_core.config import _check_positive, _DictMixin
-from corrsteer_core.corpus_prompts import corpus_prompts
+from corrsteer_core.embedded.corpus_prompts import corpus_prompts
 from corrsteer_core.generation import encode_prompts, greedy_generate
 from corrsteer_core.hooks import capture_residuals
 from corrsteer_core.loading import LoadedModel

@@ -1,0 +1,3 @@
+from corrsteer_core.cli import main
+
+raise SystemExit(main())
