@@ -123,6 +123,17 @@ class SteeringProfile:
     def with_global_scale(self, scale: float) -> SteeringProfile:
         return dataclasses.replace(self, global_scale=_finite("global_scale", scale), evaluation=None)
 
+    def with_setting(self, setting: LayerSetting) -> SteeringProfile:
+        """The profile steering ``setting`` at its layer: it replaces that layer's feature, or adds the layer."""
+        others = tuple(s for s in self.layers if s.layer != setting.layer)
+        layers = tuple(sorted((*others, setting), key=lambda s: s.layer))
+        return dataclasses.replace(self, layers=layers, evaluation=None)
+
+    def without_layer(self, layer: int) -> SteeringProfile:
+        """The profile with ``layer``'s setting removed (ProfileError if it has none)."""
+        self.setting(layer)
+        return self.only({s.layer for s in self.layers} - {layer})
+
     def only(self, layers: set[int]) -> SteeringProfile:
         """The profile reduced to the settings of ``layers`` (the others are dropped, not just disabled)."""
         kept = tuple(s for s in self.layers if s.layer in layers)

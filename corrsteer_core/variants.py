@@ -34,7 +34,15 @@ from corrsteer_core.saes import SAESet
 from corrsteer_core.tasks.base import Task, TaskItem
 from corrsteer_core.versions import package_versions
 
-__all__ = ["SOURCES", "SelectionResult", "base_profile", "build_profile", "build_variant", "select_profile"]
+__all__ = [
+    "SOURCES",
+    "SelectionResult",
+    "base_profile",
+    "build_profile",
+    "build_variant",
+    "feature_setting",
+    "select_profile",
+]
 
 # where a condition's features come from: the selection itself, or a control built the same way
 SOURCES = ("features", "random-directions", "shuffled-labels", "random-features")
@@ -51,6 +59,34 @@ class SelectionResult:
         return candidates_frame(self.candidates)
 
 
+def feature_setting(
+    saes: SAESet,
+    layer: int,
+    feature: int,
+    coefficient: float,
+    *,
+    hook_name: str | None = None,
+    r: float | None = None,
+    score: float | None = None,
+) -> LayerSetting:
+    """One layer's setting steering ``feature`` of that layer's SAE (at the SAE's own hook site by default).
+
+    The one way a feature becomes part of a profile: selection, and features a user adds by hand.
+    """
+    if feature < 0 or feature >= saes.d_sae(layer):
+        raise SelectionError(f"layer {layer} has features 0..{saes.d_sae(layer) - 1}; got {feature}")
+    return LayerSetting(
+        layer=layer,
+        feature=feature,
+        coefficient=coefficient,
+        hook_name=hook_name or saes.hook_names[layer],
+        sae_id=saes.sae_ids[layer],
+        fingerprint=saes.fingerprint(layer),
+        r=r,
+        score=score,
+    )
+
+
 def build_profile(
     collection: CollectionResult,
     loaded: LoadedModel,
@@ -62,15 +98,8 @@ def build_profile(
 ) -> SteeringProfile:
     """A profile steering ``chosen`` (one candidate per layer) at the run's read sites."""
     settings = tuple(
-        LayerSetting(
-            layer=c.layer,
-            feature=c.feature,
-            coefficient=c.coefficient,
-            hook_name=collection.meta.sites[c.layer],
-            sae_id=saes.sae_ids[c.layer],
-            fingerprint=saes.fingerprint(c.layer),
-            r=c.r,
-            score=c.score,
+        feature_setting(
+            saes, c.layer, c.feature, c.coefficient, hook_name=collection.meta.sites[c.layer], r=c.r, score=c.score
         )
         for c in sorted(chosen, key=lambda c: c.layer)
     )

@@ -124,3 +124,23 @@ def test_compatibility_checks(tiny, tiny_saes):
         profile.with_layer(1, feature=10_000).check_compatible(tiny, tiny_saes)
     with pytest.raises(ProfileError, match="other SAE weights"):
         profile.with_layer(3, fingerprint="0" * 16).check_compatible(tiny, tiny_saes)
+
+
+def test_features_are_added_replaced_and_removed_by_layer(tiny, tiny_saes):
+    from corrsteer_core.errors import SelectionError
+    from corrsteer_core.variants import feature_setting
+
+    profile = _profile(tiny, tiny_saes)
+    added = profile.with_setting(feature_setting(tiny_saes, 2, 7, 1.25))
+    assert [s.layer for s in added.layers] == [1, 2, 3]
+    new = added.setting(2)
+    assert (new.feature, new.coefficient, new.hook_name) == (7, 1.25, tiny_saes.hook_names[2])
+    assert new.fingerprint == tiny_saes.fingerprint(2)
+    added.check_compatible(tiny, tiny_saes)
+    replaced = added.with_setting(feature_setting(tiny_saes, 2, 9, 0.5))
+    assert replaced.setting(2).feature == 9 and len(replaced.layers) == 3
+    assert [s.layer for s in replaced.without_layer(1).layers] == [2, 3]
+    with pytest.raises(ProfileError, match="no layer 0"):
+        profile.without_layer(0)
+    with pytest.raises(SelectionError, match=r"features 0\.\."):
+        feature_setting(tiny_saes, 2, tiny_saes.d_sae(2), 1.0)
