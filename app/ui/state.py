@@ -11,6 +11,8 @@ from typing import Any
 
 import streamlit as st
 
+from corrsteer_core.errors import ProfileError
+
 # what the session is looking at ---------------------------------------------------------------------------
 PRESET = "preset"  # str: the preset chosen in the sidebar (a widget key)
 EXPERIMENT = "experiment"  # corrsteer_core.experiment.Experiment: the task and split of the run on screen
@@ -141,6 +143,23 @@ def set_profile(profile: Any) -> None:
     st.session_state[WORKING_PROFILE] = profile
     st.session_state[EDITOR_VERSION] = st.session_state.get(EDITOR_VERSION, 0) + 1
     st.session_state.pop(GLOBAL_SCALE, None)
+
+
+def add_to_profile(setting: Any) -> None:
+    """Steer ``setting`` (a LayerSetting, e.g. from ``variants.feature_setting``) in the profile being edited:
+    it replaces that layer's feature or adds the layer. Without a profile yet there is nothing to add to."""
+    base = st.session_state.get(BASE_PROFILE)
+    if base is None:
+        raise ProfileError("there is no profile to add to yet: run a selection or import a profile first")
+    set_profile(base.with_setting(setting))
+
+
+def remove_from_profile(layer: int) -> None:
+    """Stop steering ``layer`` in the profile being edited (its setting is removed)."""
+    base = st.session_state.get(BASE_PROFILE)
+    if base is None:
+        raise ProfileError("there is no profile to edit yet")
+    set_profile(base.without_layer(layer))
 
 
 def set_run(run_id: str, selection: Any, experiment: Any) -> None:
