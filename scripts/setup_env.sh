@@ -57,9 +57,8 @@ if [ "$newest" = 1 ]; then
   echo "installing the newest releases pyproject.toml allows into $VENV"
   pip_quiet install --quiet --upgrade --upgrade-strategy eager -e "$target"
 else
-  # the lock is a constraints file: every package it names is installed at its pinned version and checked
-  # against its hashes; the extras decide which of them are needed
-  pip_quiet install --quiet -c "$LOCK" -e "$target"
+  # every package the extras need is installed at the lock's version, checked against the lock's hashes
+  python scripts/lock_install.py --lock "$LOCK" --extras "$EXTRAS" 2> >(grep -v "^WARNING: Location 'file:" >&2)
 fi
 pip_quiet install --quiet --no-deps "$SMOLLM"
 echo "$wanted" > "$stamp"

@@ -11,6 +11,7 @@ from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
+from lock_install import lock_entries, pins_only  # noqa: E402
 from refresh_lock import UNLOCKED, pins  # noqa: E402
 
 
@@ -54,3 +55,12 @@ def test_every_pin_carries_hashes():
     assert len(entries) > 50
     assert all("--hash=sha256:" in b for b in entries), [b.split()[0] for b in entries if "--hash" not in b]
     assert "torch==" not in (ROOT / "requirements.lock").read_text()  # installed first, by build
+
+
+def test_install_reads_every_entry_of_the_lock():
+    text = (ROOT / "requirements.lock").read_text()
+    entries = lock_entries(text)
+    assert set(entries) == set(pins(text))
+    assert all(entry.count("--hash=sha256:") >= 1 for entry in entries.values())
+    plain = pins(pins_only(text))
+    assert plain == pins(text) and "--hash" not in pins_only(text)
