@@ -152,13 +152,14 @@ def _run_batch(
     sites: dict[int, str],
 ) -> tuple[torch.Tensor, list[Any], GenerationResult, torch.Tensor, torch.Tensor, torch.Tensor]:
     chat = loaded.use_chat_template if cfg.use_chat_template is None else cfg.use_chat_template
-    prompt_ids, allowed = batch_inputs(loaded, items, chat, cfg.constrained)
+    max_new_tokens = cfg.max_new_tokens or task.max_new_tokens
+    prompt_ids, allowed = batch_inputs(loaded, items, chat, cfg.constrained, max_new_tokens)
     with loaded.lock, capture_residuals(loaded.model, list(sites.values()), positions="generation") as rec:
         result = greedy_generate(
             loaded.model,
             loaded.tokenizer,
             prompt_ids,
-            max_new_tokens=cfg.max_new_tokens or task.max_new_tokens,
+            max_new_tokens=max_new_tokens,
             allowed_token_ids=allowed,
         )
     scores = [task.scorer(text, item) for text, item in zip(result.texts, items, strict=True)]

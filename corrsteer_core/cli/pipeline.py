@@ -11,6 +11,8 @@ import pandas as pd
 
 from corrsteer_core.cli.common import (
     add_task_args,
+    check_device,
+    check_output_file,
     command,
     emit,
     experiment_from_args,
@@ -94,10 +96,15 @@ def _select(args: argparse.Namespace) -> int:
     from corrsteer_core.collect import collect_activations
     from corrsteer_core.config import CollectConfig, GenerateConfig
     from corrsteer_core.diagnostics import cumulative_relative_norm, norm_diagnostics
+    from corrsteer_core.presets import get_preset
     from corrsteer_core.profile_store import save_named_profile
     from corrsteer_core.progress import tqdm_progress
     from corrsteer_core.variants import select_profile
 
+    # every argument is checked before the model loads and the selection runs
+    check_device(args.device)
+    out = check_output_file(args.out, "--out", (".json",)) if args.out else None
+    layers = parse_layers(args.layers, get_preset(args.preset).model.n_layers)
     experiment = experiment_from_args(args)
     collect_cfg = CollectConfig(
         batch_size=args.batch_size,
@@ -112,7 +119,7 @@ def _select(args: argparse.Namespace) -> int:
     gen = GenerateConfig.matching(collect_cfg)
     task, splits = experiment.build()
     _hint_paired_half(experiment)
-    loaded, saes = open_model(args.preset, parse_layers(args.layers), args.device)
+    loaded, saes = open_model(args.preset, layers, args.device)
     with tqdm_progress(disable=args.json) as progress:
         run = collect_activations(
             loaded,
@@ -127,8 +134,8 @@ def _select(args: argparse.Namespace) -> int:
             run, loaded, saes, select_cfg, validation=(task, splits.validation), gen=gen, progress=progress
         )
     path = save_named_profile(result.profile, args.name)
-    if args.out:
-        result.profile.save(args.out)
+    if out is not None:
+        result.profile.save(out)
     diag = norm_diagnostics(result.profile, saes, run.resid_norm)
     data = {
         "run_id": run.run_id,
@@ -194,6 +201,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from corrsteer_core.profile_store import find_profile
     from corrsteer_core.progress import tqdm_progress
 
+    check_device(args.device)
     profile = find_profile(args.profile)
     if args.scale is not None:
         profile = profile.with_global_scale(args.scale)
@@ -230,6 +238,8 @@ def _sweep(args: argparse.Namespace) -> int:
     from corrsteer_core.profile_store import find_profile
     from corrsteer_core.progress import tqdm_progress
 
+    check_device(args.device)
+    plot = check_output_file(args.plot, "--plot", (".html",)) if args.plot else None
     profile = find_profile(args.profile)
     scales = parse_scales(args.scales)
     task, items = _evaluation_items(profile, args)
@@ -245,13 +255,13 @@ def _sweep(args: argparse.Namespace) -> int:
             cfg=GenerateConfig(batch_size=args.batch_size),
             progress=progress,
         )
-    if args.plot:
+    if plot is not None:
         import plotly.express as px
 
         fig = px.line(
             df, x="scale", y=["steered_accuracy", "ser"], markers=True, title=f"{profile.name}: the dial"
         )
-        fig.write_html(args.plot)
+        fig.write_html(plot)
     cols = ["scale", "steered_accuracy", "diff", "ci_low", "ci_high", "pos", "neg", "ser", "changed", "p_value"]
     emit(args, df.to_dict(orient="records"), table(df[cols]))
     return 0

@@ -162,6 +162,7 @@ def _profiles_dir():
     [
         (task_csv(), "{nope} please", "nope"),  # template names a column the file does not have
         (b"prompt,answer\n", None, "no rows"),  # header only
+        (b"prompt,answer\nh\xe9llo,a\nb,c\n", None, "is not UTF-8 text: byte 0xe9 on line 2"),  # Latin-1
     ],
 )
 def test_bad_task_files_show_an_error_and_start_nothing(
@@ -173,9 +174,9 @@ def test_bad_task_files_show_an_error_and_start_nothing(
         at.text_area(key=state.RUN_UP_TEMPLATE).set_value(template)
         ok(at.run())
     assert any(message in e for e in errors(at)), errors(at)
-    run = button(at, "Run selection")
-    if not run.disabled:  # the form is complete but the task cannot be built: clicking shows the error again
-        ok(run.click().run())
+    runs = [b for b in at.button if b.label == "Run selection"]  # none when the file cannot even be previewed
+    if runs and not runs[0].disabled:  # the form is complete but the task cannot be built: clicking shows it again
+        ok(runs[0].click().run())
         assert any(message in e for e in errors(at)), errors(at)
     assert state.RUN_ID not in at.session_state and state.JOB not in at.session_state
 
