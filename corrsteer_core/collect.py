@@ -186,11 +186,29 @@ def collect_activations(
     """Run (or resume, or reopen) a collection over ``items``; see the module docstring.
 
     ``experiment`` records which task and split the items came from, so profiles selected from the run can be
-    tested on the same split later.
+    tested on the same split later. One process at a time collects a run: a second one asking for the same run
+    gets a LockedError naming the first (runs.RunStore.collecting).
     """
     cfg = cfg or CollectConfig()
+    store = RunStore(run_id_for(task.name, _identity(loaded, saes, task, items, cfg)))
+    with store.collecting():
+        return _collect(loaded, saes, task, items, cfg, progress=progress, experiment=experiment)
+
+
+def _collect(
+    loaded: LoadedModel,
+    saes: SAESet,
+    task: Task,
+    items: Sequence[TaskItem],
+    cfg: CollectConfig,
+    *,
+    progress: Progress | None = None,
+    experiment: Experiment | None = None,
+) -> CollectionResult:
     if not items:
         raise CollectionError("no items to collect on: the selection split is empty")
+    if not saes.layers:
+        raise CollectionError("no SAE layers to collect on: give at least one layer (e.g. --layers 0-3)")
     widths = {saes.d_sae(layer) for layer in saes.layers}
     if len(widths) != 1:
         raise CollectionError(f"all SAEs of a run must have the same width, got {sorted(widths)}")
