@@ -61,9 +61,7 @@ class CollectionResult:
 
 def read_sites(saes: SAESet, site: str) -> dict[int, str]:
     """Hook name read (and steered) per layer: the SAE's own site, or block input for reference parity."""
-    if site == "block_input":
-        return {layer: f"blocks.{layer}.hook_resid_pre" for layer in saes.layers}
-    return dict(saes.hook_names)
+    return {layer: saes.read_site(layer, site) for layer in saes.layers}
 
 
 def _strata_names(items: Sequence[TaskItem], cfg: CollectConfig) -> list[str]:

@@ -86,6 +86,8 @@ class LoadedModel:
     device: torch.device
     dtype: torch.dtype
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    # typical residual norm per hook name, measured once (diagnostics.residual_scale)
+    residual_norms: dict[str, float] = field(default_factory=dict, repr=False)
 
     @property
     def n_layers(self) -> int:

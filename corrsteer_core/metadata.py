@@ -233,6 +233,8 @@ class Provenance:
         for name in ("run_id", "source"):
             if data.get(name) is not None and not isinstance(data[name], str):
                 raise ConfigError(f"{name} must be text, got {data[name]!r}")
+        if data.get("run_id") is not None and not RUN_ID_PATTERN.fullmatch(data["run_id"]):
+            raise ConfigError(f"run_id may hold only letters, digits, '-' and '_', got {data['run_id']!r}")
         for name in ("n_selection", "n_correct", "n_validation"):
             if data.get(name) is not None:
                 _number(name, data[name], integer=True)

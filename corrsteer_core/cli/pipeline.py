@@ -177,15 +177,11 @@ def _select(args: argparse.Namespace) -> int:
 
 
 def _evaluation_items(profile: Any, args: argparse.Namespace) -> tuple[Any, Any]:
-    """The task and the items of ``args.split``: from the task arguments when given, else the profile's own."""
-    from corrsteer_core.errors import ConfigError
+    """The task and the items of ``args.split``: from the task arguments when given, else the profile's own
+    record where it may be followed (trust.recorded_experiment: never data a foreign profile names)."""
+    from corrsteer_core.trust import recorded_experiment
 
-    if args.task or args.custom:
-        experiment = experiment_from_args(args)
-    elif profile.provenance.split is not None:
-        experiment = profile.provenance.split
-    else:
-        raise ConfigError("this profile does not record its task and split; name them explicitly (--task ...)")
+    experiment = experiment_from_args(args) if args.task or args.custom else recorded_experiment(profile)
     task, splits = experiment.build()
     return task, {"test": splits.test, "validation": splits.validation, "train": splits.train}[args.split]
 
@@ -275,19 +271,24 @@ def _controls(args: argparse.Namespace) -> int:
     from corrsteer_core.errors import ConfigError
     from corrsteer_core.profile_store import find_profile
     from corrsteer_core.progress import tqdm_progress
+    from corrsteer_core.trust import local_run_experiment
 
+    check_device(args.device)
     profile = find_profile(args.profile)
     chosen = tuple(c.strip() for c in args.controls.split(",") if c.strip())
     unknown = set(chosen) - set(CONTROLS)
     if unknown or not chosen:
         raise ConfigError(f"--controls takes a comma list of {', '.join(CONTROLS)}; got {args.controls!r}")
-    prov = profile.provenance
-    if prov.run_id is None or prov.split is None:
+    # controls rebuild the method from the run in this cache, on the data that run recorded (never on data a
+    # profile's own record names: see trust.py)
+    experiment = local_run_experiment(profile.provenance.run_id)
+    if experiment is None:
         raise ConfigError(
-            "controls rebuild the profile's method from its run: this profile records no run or split"
+            "controls rebuild the profile's method from its run, and this cache holds no run "
+            f"{profile.provenance.run_id!r} that records its task and split; select the profile here first"
         )
-    run = load_collection(prov.run_id)
-    task, splits = prov.split.build()
+    run = load_collection(str(profile.provenance.run_id))
+    task, splits = experiment.build()
     loaded, saes = open_model(profile.preset, tuple(run.layers), args.device)
     gen = GenerateConfig.matching(run.meta.collect, args.batch_size)
     with tqdm_progress(disable=args.json) as progress:

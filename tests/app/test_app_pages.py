@@ -188,11 +188,18 @@ def test_corrupt_or_foreign_profiles_are_rejected_and_change_nothing(at: AppTest
     go(at, "profiles")
     foreign = json.loads(before.to_json())
     foreign["model_id"] = "someone/else"
+    wrong_site, absurd = json.loads(before.to_json()), json.loads(before.to_json())
+    first = wrong_site["layers"][0]
+    first["hook_name"] = f"blocks.{(first['layer'] + 1) % 4}.hook_resid_post"  # another block than its SAE's
+    absurd["layers"][0]["coefficient"] = 1e308
     cases = [
         (b"\x00\x01 not a profile", "neither a profile JSON"),
         (b'{"version": 1, "preset": "x"', "not valid JSON"),
         (json.dumps(foreign).encode(), "someone/else"),
         (json.dumps({**json.loads(before.to_json()), "version": 99}).encode(), "version 99"),
+        (json.dumps(wrong_site).encode(), "is not where this layer's SAE feature is steered"),
+        (json.dumps(absurd).encode(), "coefficient is 1e+308; its magnitude may be at most 1e+06"),
+        (b'{"provenance": ' + b"[" * 50_000 + b"]" * 50_000 + b"}", "nested deeper than Python can read"),
     ]
     for raw, message in cases:
         at.file_uploader(key=state.PROFILES_UPLOAD).set_value(("bad.json", raw, "application/json"))
