@@ -61,9 +61,7 @@ class CollectionResult:
 
 def read_sites(saes: SAESet, site: str) -> dict[int, str]:
     """Hook name read (and steered) per layer: the SAE's own site, or block input for reference parity."""
-    if site == "block_input":
-        return {layer: f"blocks.{layer}.hook_resid_pre" for layer in saes.layers}
-    return dict(saes.hook_names)
+    return {layer: saes.read_site(layer, site) for layer in saes.layers}
 
 
 def _strata_names(items: Sequence[TaskItem], cfg: CollectConfig) -> list[str]:
@@ -152,13 +150,14 @@ def _run_batch(
     sites: dict[int, str],
 ) -> tuple[torch.Tensor, list[Any], GenerationResult, torch.Tensor, torch.Tensor, torch.Tensor]:
     chat = loaded.use_chat_template if cfg.use_chat_template is None else cfg.use_chat_template
-    prompt_ids, allowed = batch_inputs(loaded, items, chat, cfg.constrained)
+    max_new_tokens = cfg.max_new_tokens or task.max_new_tokens
+    prompt_ids, allowed = batch_inputs(loaded, items, chat, cfg.constrained, max_new_tokens)
     with loaded.lock, capture_residuals(loaded.model, list(sites.values()), positions="generation") as rec:
         result = greedy_generate(
             loaded.model,
             loaded.tokenizer,
             prompt_ids,
-            max_new_tokens=cfg.max_new_tokens or task.max_new_tokens,
+            max_new_tokens=max_new_tokens,
             allowed_token_ids=allowed,
         )
     scores = [task.scorer(text, item) for text, item in zip(result.texts, items, strict=True)]
@@ -185,11 +184,29 @@ def collect_activations(
     """Run (or resume, or reopen) a collection over ``items``; see the module docstring.
 
     ``experiment`` records which task and split the items came from, so profiles selected from the run can be
-    tested on the same split later.
+    tested on the same split later. One process at a time collects a run: a second one asking for the same run
+    gets a LockedError naming the first (runs.RunStore.collecting).
     """
     cfg = cfg or CollectConfig()
+    store = RunStore(run_id_for(task.name, _identity(loaded, saes, task, items, cfg)))
+    with store.collecting():
+        return _collect(loaded, saes, task, items, cfg, progress=progress, experiment=experiment)
+
+
+def _collect(
+    loaded: LoadedModel,
+    saes: SAESet,
+    task: Task,
+    items: Sequence[TaskItem],
+    cfg: CollectConfig,
+    *,
+    progress: Progress | None = None,
+    experiment: Experiment | None = None,
+) -> CollectionResult:
     if not items:
         raise CollectionError("no items to collect on: the selection split is empty")
+    if not saes.layers:
+        raise CollectionError("no SAE layers to collect on: give at least one layer (e.g. --layers 0-3)")
     widths = {saes.d_sae(layer) for layer in saes.layers}
     if len(widths) != 1:
         raise CollectionError(f"all SAEs of a run must have the same width, got {sorted(widths)}")

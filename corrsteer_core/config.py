@@ -13,6 +13,15 @@ from dataclasses import dataclass, field
 from typing import Any, Self
 
 from corrsteer_core.errors import ConfigError, LayerOutOfRangeError, valid_choices
+from corrsteer_core.limits import (
+    MAX_BATCH_SIZE,
+    MAX_COLLECT_BINS,
+    MAX_MODEL_LAYERS,
+    MAX_MODEL_WIDTH,
+    MAX_STRATA,
+    check_at_most,
+    check_new_tokens,
+)
 
 __all__ = [
     "DTYPES",
@@ -55,6 +64,12 @@ def _check_positive(name: str, value: float, *, allow_zero: bool = False) -> Non
         raise ConfigError(f"{name} must be a number, got {value!r}")
     if value < 0 or (value == 0 and not allow_zero):
         raise ConfigError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
+
+
+def _check_batch_size(value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"batch_size must be a positive integer, got {value!r}")
+    check_at_most("batch_size", value, MAX_BATCH_SIZE, why="every row of a batch holds its own KV cache")
 
 
 class _DictMixin:
@@ -123,6 +138,8 @@ class ModelSpec(_DictMixin):
         _check_choice("model.dtype", self.dtype, DTYPES)
         _check_positive("model.n_layers", self.n_layers)
         _check_positive("model.d_model", self.d_model)
+        check_at_most("model.n_layers", self.n_layers, MAX_MODEL_LAYERS)
+        check_at_most("model.d_model", self.d_model, MAX_MODEL_WIDTH)
         if self.source == "embedded" and not (self.package and self.gguf_file):
             raise ConfigError("an embedded model needs both 'package' and 'gguf_file'")
         if self.source == "local" and not self.path:
@@ -236,14 +253,16 @@ class CollectConfig(_DictMixin):
     shuffle_seed: int = 0  # permutation seed of the shuffled-label control statistics
 
     def __post_init__(self) -> None:
-        _check_positive("batch_size", self.batch_size)
-        if self.max_new_tokens is not None:
-            _check_positive("max_new_tokens", self.max_new_tokens)
+        _check_batch_size(self.batch_size)
+        check_new_tokens(self.max_new_tokens)
         if self.pooling is not None:
             _check_choice("pooling", self.pooling, POOLINGS)
         _check_choice("site", self.site, SITE_CONVENTIONS)
         _check_positive("keep_top", self.keep_top)
         _check_positive("max_strata", self.max_strata)
+        check_at_most("max_strata", self.max_strata, MAX_STRATA)
+        _check_positive("n_bins", self.n_bins, allow_zero=True)
+        check_at_most("n_bins", self.n_bins, MAX_COLLECT_BINS)
 
 
 @dataclass(frozen=True)
@@ -256,9 +275,8 @@ class GenerateConfig(_DictMixin):
     use_chat_template: bool | None = None  # None: the preset's own
 
     def __post_init__(self) -> None:
-        _check_positive("batch_size", self.batch_size)
-        if self.max_new_tokens is not None:
-            _check_positive("max_new_tokens", self.max_new_tokens)
+        _check_batch_size(self.batch_size)
+        check_new_tokens(self.max_new_tokens)
 
     @classmethod
     def matching(cls, collect: CollectConfig | None, batch_size: int | None = None) -> GenerateConfig:

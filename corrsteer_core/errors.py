@@ -20,6 +20,7 @@ __all__ = [
     "HookError",
     "HubUnavailableError",
     "LayerOutOfRangeError",
+    "LockedError",
     "PresetNotFoundError",
     "ProfileError",
     "SAEShapeError",
@@ -96,6 +97,10 @@ class SelectionError(CorrSteerError):
 
 class CancelledError(CorrSteerError):
     """Long work was cancelled by the user; checkpoints written so far are kept."""
+
+
+class LockedError(CorrSteerError):
+    """Another process is working on the same cache entry (a run being collected); the message says which."""
 
 
 class ExplanationError(CorrSteerError):

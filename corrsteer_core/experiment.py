@@ -20,6 +20,7 @@ from typing import Any, Self
 
 from corrsteer_core.config import POOLINGS, _DictMixin
 from corrsteer_core.errors import ConfigError, TaskError
+from corrsteer_core.limits import check_new_tokens
 from corrsteer_core.tasks import Task, TaskItem, TaskSplits, custom_task, get_task, split_task
 
 __all__ = ["CustomTable", "Experiment", "SplitSpec", "TaskSpec", "matching"]
@@ -56,6 +57,10 @@ class CustomTable(_DictMixin):
             raise TaskError("give exactly one of a prompt column (--prompt-column) or a template (--template)")
         if self.pooling not in POOLINGS:
             raise TaskError(f"pooling must be one of {', '.join(POOLINGS)}, got {self.pooling!r}")
+        check_new_tokens(self.max_new_tokens)
+        columns = self.metadata_columns
+        if not isinstance(columns, tuple) or not all(isinstance(c, str) for c in columns):
+            raise TaskError(f"metadata columns must be column names, got {self.metadata_columns!r}")
         if not isinstance(self.scorer_options, dict):
             raise TaskError(f"scorer options must be a mapping of names to values, got {self.scorer_options!r}")
 

@@ -18,8 +18,16 @@ import torch
 from transformers.cache_utils import DynamicCache
 
 from corrsteer_core.errors import ConfigError
+from corrsteer_core.limits import check_new_tokens
 
-__all__ = ["GenerationResult", "choice_token_ids", "encode_prompts", "greedy_generate", "stop_token_ids"]
+__all__ = [
+    "GenerationResult",
+    "check_context",
+    "choice_token_ids",
+    "encode_prompts",
+    "greedy_generate",
+    "stop_token_ids",
+]
 
 
 @dataclass
@@ -50,6 +58,20 @@ def encode_prompts(tokenizer: object, prompts: Sequence[str], use_chat_template:
             ids = tokenizer(text, add_special_tokens=True)["input_ids"]  # type: ignore[operator]
             out.append(list(ids))
     return out
+
+
+def check_context(model: Any, prompt_ids: Sequence[list[int]], max_new_tokens: int, names: Sequence[str]) -> None:
+    """Refuse a prompt that cannot fit the model's context with ``max_new_tokens`` more, naming it, before any
+    forward pass (a prompt far over the context would otherwise try to allocate its attention and fail late)."""
+    limit = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    if not isinstance(limit, int) or limit < 1:
+        return
+    for ids, name in zip(prompt_ids, names, strict=True):
+        if len(ids) + max_new_tokens > limit:
+            raise ConfigError(
+                f"{name}: the prompt is {len(ids):,} tokens; with {max_new_tokens} new tokens it exceeds the "
+                f"model's context of {limit:,} tokens; shorten the prompt"
+            )
 
 
 def stop_token_ids(model: Any, tokenizer: object) -> set[int]:
@@ -109,10 +131,11 @@ def greedy_generate(
 
     ``allowed_token_ids`` restricts every step to those tokens (constrained multiple-choice decoding).
     """
-    if max_new_tokens < 1:
-        raise ConfigError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    check_new_tokens(max_new_tokens)
     if not prompt_ids or any(len(p) == 0 for p in prompt_ids):
         raise ConfigError("every prompt must have at least one token")
+    names = [f"prompt {i + 1} of the batch" for i, _ in enumerate(prompt_ids)]
+    check_context(model, prompt_ids, max_new_tokens, names)
     device = next(model.parameters()).device
     stop_ids = stop_token_ids(model, tokenizer) if stop_ids is None else stop_ids
     pad_id = getattr(tokenizer, "pad_token_id", None)

@@ -32,12 +32,28 @@ def torch_dtype(name: str) -> torch.dtype:
 
 
 def resolve_device(device: str | None) -> torch.device:
+    """The torch device ``device`` names, refused at once when this machine has no such device (rather than
+    failing inside torch after the model has been converted and loaded)."""
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        return torch.device(device)
-    except RuntimeError as exc:
-        raise ConfigError(f"device {device!r} is not valid (use cpu, cuda, cuda:N or auto)") from exc
+        target = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ConfigError(f"device {device!r} is not valid (use cpu, cuda, cuda:N, mps or auto)") from exc
+    if target.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ConfigError(
+                f"device {device!r} is not available: this machine or this torch build has no CUDA GPU "
+                "(use --device cpu, or auto to pick a GPU when there is one)"
+            )
+        if target.index is not None and target.index >= count:
+            raise ConfigError(f"device {device!r} is not available: this machine has cuda:0..cuda:{count - 1}")
+    elif target.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"device {device!r} is not available on this machine (use --device cpu or auto)")
+    elif target.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"device {device!r} is not supported (use cpu, cuda, cuda:N, mps or auto)")
+    return target
 
 
 @functools.cache
@@ -70,6 +86,8 @@ class LoadedModel:
     device: torch.device
     dtype: torch.dtype
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    # typical residual norm per hook name, measured once (diagnostics.residual_scale)
+    residual_norms: dict[str, float] = field(default_factory=dict, repr=False)
 
     @property
     def n_layers(self) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, Self
 
@@ -16,9 +17,11 @@ from corrsteer_core.config import CollectConfig, SelectConfig
 from corrsteer_core.errors import ConfigError, ProfileError, valid_choices
 from corrsteer_core.experiment import Experiment
 
-__all__ = ["Provenance", "RunIdentity", "RunMeta", "SearchSummary", "TaskInfo"]
+__all__ = ["RUN_ID_PATTERN", "Provenance", "RunIdentity", "RunMeta", "SearchSummary", "TaskInfo"]
 
 RUN_STATUSES = ("running", "complete")
+# what a run id may be (runs.run_id_for makes them): it names a folder, so never a path
+RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,120}")
 
 
 def _mapping(what: str, data: Any, cls: type) -> dict[str, Any]:
@@ -230,6 +233,8 @@ class Provenance:
         for name in ("run_id", "source"):
             if data.get(name) is not None and not isinstance(data[name], str):
                 raise ConfigError(f"{name} must be text, got {data[name]!r}")
+        if data.get("run_id") is not None and not RUN_ID_PATTERN.fullmatch(data["run_id"]):
+            raise ConfigError(f"run_id may hold only letters, digits, '-' and '_', got {data['run_id']!r}")
         for name in ("n_selection", "n_correct", "n_validation"):
             if data.get(name) is not None:
                 _number(name, data[name], integer=True)

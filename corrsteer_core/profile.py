@@ -20,19 +20,35 @@ import torch
 
 from corrsteer_core import storage
 from corrsteer_core.config import POSITION_MODES, SITE_CONVENTIONS
-from corrsteer_core.errors import CacheCorruptError, ProfileError, valid_choices
+from corrsteer_core.diagnostics import check_vector_norms
+from corrsteer_core.errors import ProfileError, valid_choices
+from corrsteer_core.limits import (
+    MAX_COEFFICIENT,
+    MAX_MODEL_LAYERS,
+    MAX_PROFILE_BYTES,
+    MAX_SCALE,
+    check_at_most,
+)
 from corrsteer_core.metadata import Provenance
+from corrsteer_core.profile_files import read_profile_data
 
 __all__ = ["PROFILE_VERSION", "LayerSetting", "SteeringProfile", "load_profile"]
 
 PROFILE_VERSION = 1
-_MAX_FILE_BYTES = 200_000_000  # a safetensors export of many wide vectors stays far below
 
 
-def _finite(name: str, value: Any) -> float:
+def _finite(name: str, value: Any, most: float | None = None) -> float:
+    """``value`` as a float: finite, and within ±``most`` when given (limits.py says why each bound)."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise ProfileError(f"{name} must be a finite number, got {value!r}")
+    if most is not None and abs(value) > most:
+        raise ProfileError(f"{name} is {value:g}; its magnitude may be at most {most:g}")
     return float(value)
+
+
+def _text(name: str, value: Any, *, empty: bool = True) -> None:
+    if not isinstance(value, str) or (not empty and not value):
+        raise ProfileError(f"{name} must be {'a' if empty else 'a non-empty'} string, got {value!r}")
 
 
 def _index(name: str, value: Any) -> int:
@@ -59,8 +75,10 @@ class LayerSetting:
     def __post_init__(self) -> None:
         _index("layer", self.layer)
         _index(f"layer {self.layer}: feature", self.feature)
-        _finite(f"layer {self.layer}: coefficient", self.coefficient)
-        _finite(f"layer {self.layer}: scale", self.scale)
+        _finite(f"layer {self.layer}: coefficient", self.coefficient, MAX_COEFFICIENT)
+        _finite(f"layer {self.layer}: scale", self.scale, MAX_SCALE)
+        _text(f"layer {self.layer}: sae_id", self.sae_id)
+        _text(f"layer {self.layer}: fingerprint", self.fingerprint)
         for name in ("r", "score"):
             if getattr(self, name) is not None:
                 _finite(f"layer {self.layer}: {name}", getattr(self, name))
@@ -87,8 +105,13 @@ class SteeringProfile:
     version: int = PROFILE_VERSION
 
     def __post_init__(self) -> None:
+        _text("preset", self.preset, empty=False)
+        _text("model_id", self.model_id, empty=False)
+        _text("name", self.name)
         _index("d_model", self.d_model)
-        _finite("global_scale", self.global_scale)
+        _finite("global_scale", self.global_scale, MAX_SCALE)
+        if self.evaluation is not None and not isinstance(self.evaluation, dict):
+            raise ProfileError(f"evaluation must be a mapping or null, got {type(self.evaluation).__name__}")
         if self.positions not in POSITION_MODES:
             raise ProfileError(
                 f"positions={self.positions!r} is not valid. Valid: {valid_choices(POSITION_MODES)}"
@@ -121,7 +144,7 @@ class SteeringProfile:
         return dataclasses.replace(self, layers=new, evaluation=None)
 
     def with_global_scale(self, scale: float) -> SteeringProfile:
-        return dataclasses.replace(self, global_scale=_finite("global_scale", scale), evaluation=None)
+        return dataclasses.replace(self, global_scale=_finite("global_scale", scale, MAX_SCALE), evaluation=None)
 
     def with_setting(self, setting: LayerSetting) -> SteeringProfile:
         """The profile steering ``setting`` at its layer: it replaces that layer's feature, or adds the layer."""
@@ -172,7 +195,8 @@ class SteeringProfile:
         return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
     def check_compatible(self, loaded: Any, saes: Any) -> None:
-        """Raise ProfileError unless this profile fits the loaded model and SAEs exactly."""
+        """Raise ProfileError unless this profile fits the loaded model and SAEs exactly: same model, SAE weights
+        and hook sites, and no vector out of proportion to the model's residual stream (diagnostics.py)."""
         if self.model_id != loaded.preset.model.hf_id or self.d_model != loaded.d_model:
             raise ProfileError(
                 f"profile was made for {self.model_id} (width {self.d_model}); the loaded model is "
@@ -193,6 +217,13 @@ class SteeringProfile:
                     f"layer {s.layer}: the profile was made with other SAE weights (fingerprint {s.fingerprint}, "
                     f"loaded {saes.fingerprint(s.layer)}); features would not mean the same thing"
                 )
+            site = saes.read_site(s.layer, self.site)
+            if s.hook_name != site:
+                raise ProfileError(
+                    f"layer {s.layer}: hook_name {s.hook_name!r} is not where this layer's SAE feature is steered "
+                    f"({site!r} for site={self.site}); a feature may only be added where its SAE reads"
+                )
+        check_vector_norms(self, loaded, saes)
 
     # serialisation ------------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -217,6 +248,7 @@ class SteeringProfile:
             raise ProfileError(f"profile has missing keys {sorted(missing)} / unknown keys {sorted(unknown)}")
         if not isinstance(data["layers"], list):
             raise ProfileError("profile 'layers' must be a list")
+        check_at_most("the number of layer entries", len(data["layers"]), MAX_MODEL_LAYERS, error=ProfileError)
         layer_names = {f.name for f in dataclasses.fields(LayerSetting)}
         try:
             layers = []
@@ -255,30 +287,13 @@ def _direction(saes: Any, setting: LayerSetting) -> torch.Tensor:
 
 def load_profile(source: str | Path | bytes) -> SteeringProfile:
     """Read a profile from a .json or .safetensors file (or the raw bytes of either), validated."""
-    raw = Path(source).read_bytes() if isinstance(source, str | Path) else source
-    if len(raw) > _MAX_FILE_BYTES:
-        raise ProfileError(f"profile file is too large ({len(raw)} bytes; at most {_MAX_FILE_BYTES})")
-    text = raw.decode("utf-8", errors="strict") if raw[:1] == b"{" else _metadata_profile(raw)
-    try:
-        data = json.loads(
-            text, parse_constant=lambda c: (_ for _ in ()).throw(ProfileError(f"non-finite number {c}"))
-        )
-    except json.JSONDecodeError as exc:
-        raise ProfileError(f"profile is not valid JSON: {exc}") from exc
+    if isinstance(source, str | Path):
+        path = Path(source)
+        size = path.stat().st_size
+        check_at_most(f"the size of {path.name} in bytes", size, MAX_PROFILE_BYTES, error=ProfileError)
+        raw = path.read_bytes()
+    else:
+        raw = source
+    check_at_most("the profile's size in bytes", len(raw), MAX_PROFILE_BYTES, error=ProfileError)
+    data = read_profile_data(raw)
     return SteeringProfile.from_dict(data)
-
-
-def _metadata_profile(raw: bytes) -> str:
-    from safetensors import SafetensorError
-    from safetensors.torch import load as load_bytes
-
-    try:
-        load_bytes(raw)  # validates the file; weights_only by construction
-        header_len = int.from_bytes(raw[:8], "little")
-        header = json.loads(raw[8 : 8 + header_len])
-    except (SafetensorError, ValueError, json.JSONDecodeError, CacheCorruptError) as exc:
-        raise ProfileError("file is neither a profile JSON nor a corrsteer safetensors export") from exc
-    meta = header.get("__metadata__") or {}
-    if "corrsteer_profile" not in meta:
-        raise ProfileError("this safetensors file has no corrsteer profile in its metadata")
-    return str(meta["corrsteer_profile"])

@@ -8,12 +8,13 @@ that counts them, so a crash between the two only repeats that batch.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
-import re
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,8 +22,8 @@ from typing import Any
 import torch
 
 from corrsteer_core import storage
-from corrsteer_core.errors import CacheCorruptError, CollectionError, ConfigError, valid_choices
-from corrsteer_core.metadata import RunIdentity, RunMeta
+from corrsteer_core.errors import CacheCorruptError, CollectionError, ConfigError, LockedError, valid_choices
+from corrsteer_core.metadata import RUN_ID_PATTERN, RunIdentity, RunMeta
 from corrsteer_core.stats import CorrelationStats
 
 __all__ = ["RUN_ID_PATTERN", "RunStore", "SampleRecord", "delete_run", "list_runs", "open_run", "run_id_for"]
@@ -50,9 +51,6 @@ class SampleRecord:
         return cls(**{**data, "token_ids": tuple(data.get("token_ids", ()))})
 
 
-RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,120}")
-
-
 def run_id_for(task_name: str, identity: RunIdentity) -> str:
     digest = hashlib.sha256(json.dumps(identity.to_dict(), sort_keys=True, default=str).encode()).hexdigest()[:10]
     safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in task_name)[:40]
@@ -67,8 +65,29 @@ class RunStore:
     """Read/write access to one run folder."""
 
     def __init__(self, run_id: str) -> None:
+        if not isinstance(run_id, str) or not RUN_ID_PATTERN.fullmatch(run_id):
+            raise CollectionError(f"{run_id!r} is not a run id: run ids hold only letters, digits, '-' and '_'")
         self.run_id = run_id
         self.folder = _runs_root() / run_id
+
+    @property
+    def repair_advice(self) -> str:
+        """What rebuilds a damaged run: its files depend on each other (the statistics count every batch), so
+        no one file can be rebuilt alone; the whole run is collected again, to the same statistics."""
+        return f"delete the run folder {self.folder} and run the same command again to collect it afresh"
+
+    @contextlib.contextmanager
+    def collecting(self) -> Iterator[None]:
+        """Hold the run's lock while collecting: a second process asking for the same run is told at once that it
+        is in progress, instead of doing all the work twice. A killed holder leaves no stale lock (flock)."""
+        try:
+            with storage.exclusive_lock(self.folder / "collecting.lock"):
+                yield
+        except LockedError as exc:
+            raise LockedError(
+                f"run {self.run_id} is being collected by {exc}; wait for it to finish, then run the same "
+                "command again: the finished run reopens at once"
+            ) from None
 
     # metadata ------------------------------------------------------------------------------------------
     @property
@@ -103,9 +122,12 @@ class RunStore:
             return None
         from safetensors import safe_open
 
-        tensors = storage.load_tensors(path)
-        with safe_open(str(path), framework="pt") as handle:
-            n_batches = int((handle.metadata() or {})["n_batches"])
+        tensors = storage.load_tensors(path, self.repair_advice)
+        try:
+            with safe_open(str(path), framework="pt") as handle:
+                n_batches = int((handle.metadata() or {})["n_batches"])
+        except (KeyError, ValueError) as exc:
+            raise CacheCorruptError(f"{path} records no batch count; {self.repair_advice}") from exc
         grouped: dict[str, dict[str, torch.Tensor]] = {}
         for key, value in tensors.items():
             name, sub = key.split(".", 1)
@@ -131,10 +153,17 @@ class RunStore:
         for index in range(n_batches):
             base = self.folder / "batches" / f"batch_{index:05d}"
             try:
-                records.extend(SampleRecord.from_dict(d) for d in storage.read_json(base.with_suffix(".json")))
-                tensors = storage.load_tensors(base.with_suffix(".safetensors"))
+                rows = storage.read_json(base.with_suffix(".json"), self.repair_advice)
+                records.extend(SampleRecord.from_dict(d) for d in rows)
+                tensors = storage.load_tensors(base.with_suffix(".safetensors"), self.repair_advice)
             except FileNotFoundError as exc:
-                raise CollectionError(f"run {self.run_id}: batch {index} is missing ({exc.filename})") from exc
+                raise CollectionError(
+                    f"run {self.run_id}: batch {index} is missing ({exc.filename}); {self.repair_advice}"
+                ) from exc
+            except (TypeError, AttributeError) as exc:  # valid JSON, but not a list of sample records
+                raise CacheCorruptError(
+                    f"run {self.run_id}: batch {index}'s records cannot be read ({exc}); {self.repair_advice}"
+                ) from exc
             idx.append(tensors["top_idx"])
             val.append(tensors["top_val"])
         if not idx:
@@ -172,10 +201,11 @@ class RunStore:
 
 
 def _read_meta(path: Path) -> RunMeta:
+    advice = f"delete the run folder {path.parent} and run the same command again to collect it afresh"
     try:
-        return RunMeta.from_dict(storage.read_json(path))
-    except (ConfigError, KeyError, TypeError, ValueError) as exc:
-        raise CacheCorruptError(f"{path} cannot be read as run metadata ({exc}); delete the run folder") from exc
+        return RunMeta.from_dict(storage.read_json(path, advice))
+    except (ConfigError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise CacheCorruptError(f"{path} cannot be read as run metadata ({exc}); {advice}") from exc
 
 
 def list_runs() -> list[RunMeta]:

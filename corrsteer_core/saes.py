@@ -68,6 +68,12 @@ class SAESet:
             )
         return self.saes[layer]
 
+    def read_site(self, layer: int, site: str = "sae") -> str:
+        """The hook read and steered at ``layer``: the SAE's own site, or, for ``site="block_input"`` (the
+        reference code's convention, kept for parity checks), the input of block ``layer``."""
+        self._get(layer)
+        return f"blocks.{layer}.hook_resid_pre" if site == "block_input" else self.hook_names[layer]
+
     def d_sae(self, layer: int) -> int:
         return int(self._get(layer).cfg.d_sae)
 

@@ -14,7 +14,7 @@ import torch
 
 from corrsteer_core.config import GenerateConfig
 from corrsteer_core.errors import ProfileError
-from corrsteer_core.generation import choice_token_ids, encode_prompts, greedy_generate
+from corrsteer_core.generation import check_context, choice_token_ids, encode_prompts, greedy_generate
 from corrsteer_core.hooks import add_to_residual
 from corrsteer_core.loading import LoadedModel
 from corrsteer_core.profile import SteeringProfile
@@ -77,15 +77,18 @@ def generate_texts(
         raise ProfileError("every prompt must contain some text")
     chat = loaded.use_chat_template if use_chat_template is None else use_chat_template
     ids = encode_prompts(loaded.tokenizer, list(prompts), chat)
+    check_context(loaded.model, ids, max_new_tokens, [f"prompt {i + 1}" for i in range(len(ids))])
     with steering(loaded, vectors, positions):
         return greedy_generate(loaded.model, loaded.tokenizer, ids, max_new_tokens=max_new_tokens).texts
 
 
 def batch_inputs(
-    loaded: LoadedModel, items: Sequence[TaskItem], chat: bool, constrained: bool
+    loaded: LoadedModel, items: Sequence[TaskItem], chat: bool, constrained: bool, max_new_tokens: int
 ) -> tuple[list[list[int]], list[int] | None]:
-    """Prompt token ids of a batch, and the allowed first tokens for constrained multiple choice."""
+    """Prompt token ids of a batch (each checked to fit the model's context with ``max_new_tokens`` more), and
+    the allowed first tokens for constrained multiple choice."""
     ids = encode_prompts(loaded.tokenizer, [item.prompt for item in items], chat)
+    check_context(loaded.model, ids, max_new_tokens, [f"item {item.id!r}" for item in items])
     allowed = None
     if constrained and any(item.choices for item in items):
         allowed = choice_token_ids(loaded.tokenizer, sorted({c for item in items for c in item.choices}))
@@ -109,14 +112,15 @@ def run_items(
     outcomes: list[Outcome] = []
     batches = [items[i : i + cfg.batch_size] for i in range(0, len(items), cfg.batch_size)]
     report(progress, stage, 0, len(batches))
+    max_new_tokens = cfg.max_new_tokens or task.max_new_tokens
     for index, batch in enumerate(batches):
-        ids, allowed = batch_inputs(loaded, batch, chat, cfg.constrained)
+        ids, allowed = batch_inputs(loaded, batch, chat, cfg.constrained, max_new_tokens)
         with steering(loaded, vectors, positions):
             result = greedy_generate(
                 loaded.model,
                 loaded.tokenizer,
                 ids,
-                max_new_tokens=cfg.max_new_tokens or task.max_new_tokens,
+                max_new_tokens=max_new_tokens,
                 allowed_token_ids=allowed,
             )
         outcomes.extend(judge(task, item, text) for item, text in zip(batch, result.texts, strict=True))

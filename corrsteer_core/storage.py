@@ -12,11 +12,13 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from corrsteer_core.errors import CacheCorruptError
+from corrsteer_core.errors import CacheCorruptError, LockedError
+from corrsteer_core.limits import loads_json
 
 if TYPE_CHECKING:  # torch is imported where tensors are written, so `import corrsteer_core.tasks` stays light
     import torch
@@ -29,6 +31,7 @@ __all__ = [
     "atomic_write_text",
     "cache_path",
     "cache_root",
+    "exclusive_lock",
     "load_tensors",
     "project_root",
     "read_json",
@@ -131,19 +134,50 @@ def atomic_directory(path: Path) -> Iterator[Path]:
         raise
 
 
-def read_json(path: Path) -> Any:
-    """Read a JSON file written by corrsteer; a file that cannot be parsed raises CacheCorruptError."""
+@contextlib.contextmanager
+def exclusive_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created if needed) for the block; LockedError at once, naming the
+    holder ("pid 123 (since 10:04:05)"), if another process (or another open of it in this one) holds it.
+
+    The lock is the kernel's (``flock``), so it dies with the process that held it: a process killed with -9
+    leaves no stale lock behind, only the file, which the next holder reuses. The file tells who holds it.
+    """
+    import fcntl
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+", encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            raise LockedError(handle.read().strip() or "another process") from None
+        try:
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"pid {os.getpid()} (since {time.strftime('%H:%M:%S')})")
+            handle.flush()
+            yield
+        finally:
+            handle.seek(0)
+            handle.truncate()
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def read_json(path: Path, advice: str = "delete it and run again to rebuild it") -> Any:
+    """Read a JSON file written by corrsteer; a file that cannot be parsed raises CacheCorruptError, whose
+    message ends with ``advice`` (what rebuilds that file: callers whose file cannot be rebuilt alone say so)."""
     path = Path(path)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return loads_json(path.read_bytes().decode("utf-8"))
     except FileNotFoundError:
         raise
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CacheCorruptError(f"{path} is corrupt ({exc}); delete it and run again to rebuild it") from exc
+    except (OSError, ValueError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise CacheCorruptError(f"{path} is corrupt ({exc}); {advice}") from exc
 
 
-def load_tensors(path: Path) -> dict[str, torch.Tensor]:
-    """Load a safetensors file; a truncated or invalid file raises CacheCorruptError."""
+def load_tensors(path: Path, advice: str = "delete it and run again to rebuild it") -> dict[str, torch.Tensor]:
+    """Load a safetensors file; a truncated or invalid file raises CacheCorruptError (see :func:`read_json`)."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -153,4 +187,4 @@ def load_tensors(path: Path) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
-        raise CacheCorruptError(f"{path} is corrupt ({exc}); delete it and run again to rebuild it") from exc
+        raise CacheCorruptError(f"{path} is corrupt ({exc}); {advice}") from exc

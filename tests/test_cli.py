@@ -32,9 +32,9 @@ def _json(capsys) -> dict:
 
 
 def test_parse_layers():
-    assert parse_layers("0-2,5") == (0, 1, 2, 5) and parse_layers("all") is None
+    assert parse_layers("0-2,5", 30) == (0, 1, 2, 5) and parse_layers("all", 30) is None
     with pytest.raises(ConfigError):
-        parse_layers("1-x")
+        parse_layers("1-x", 30)
 
 
 def _vowels(data) -> list[str]:

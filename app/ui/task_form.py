@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,9 @@ from app.ui.text import md
 from corrsteer_core import storage
 from corrsteer_core.errors import TaskError
 from corrsteer_core.experiment import CustomTable, TaskSpec
+from corrsteer_core.limits import loads_json
 from corrsteer_core.tasks import SCORER_NAMES, scorer_options
+from corrsteer_core.tasks.sources import check_utf8_bytes
 
 __all__ = ["SCORERS", "read_table", "save_upload", "task_form"]
 
@@ -50,8 +51,8 @@ def json_object(text: str, what: str, example: str) -> dict[str, Any]:
     if not text.strip():
         return {}
     try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
+        value = loads_json(text)
+    except ValueError as exc:  # bad JSON, or nested deeper than Python reads
         raise TaskError(f"{what} must be a JSON object such as {example}: {exc}") from exc
     if not isinstance(value, dict):
         raise TaskError(f"{what} must be a JSON object such as {example}, got {text!r}")
@@ -61,13 +62,14 @@ def json_object(text: str, what: str, example: str) -> dict[str, Any]:
 def read_table(name: str, data: bytes) -> pd.DataFrame:
     """Parse an uploaded task file for the preview and the column pickers (TaskError when unreadable)."""
     suffix = Path(name).suffix.lower()
+    check_utf8_bytes(name, data)  # the same message a file given on the command line gets
     try:
         if suffix == ".csv":
             return pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False)
         if suffix == ".jsonl":
             return pd.read_json(io.BytesIO(data), lines=True, dtype=False)
         if suffix == ".json":
-            return pd.DataFrame(json.loads(data.decode("utf-8")))
+            return pd.DataFrame(loads_json(data.decode("utf-8-sig")))
     except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
         raise TaskError(f"cannot read {name!r} as {suffix[1:].upper()}: {exc}") from exc
     raise TaskError(f"cannot read {name!r}: upload a .csv, .jsonl or .json file")

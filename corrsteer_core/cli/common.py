@@ -19,6 +19,8 @@ from corrsteer_core.errors import ConfigError
 __all__ = [
     "COMMANDS",
     "add_task_args",
+    "check_device",
+    "check_output_file",
     "command",
     "emit",
     "experiment_from_args",
@@ -51,21 +53,58 @@ def table(df: pd.DataFrame, floats: str = "{:.3f}") -> str:
     return df.to_string(index=False, float_format=lambda v: floats.format(v)) if len(df) else "(empty)"
 
 
-def parse_layers(text: str | None) -> tuple[int, ...] | None:
-    """'3,5,7' or '0-4' or 'all' -> layer indices (None for all)."""
+def parse_layers(text: str | None, n_layers: int) -> tuple[int, ...] | None:
+    """'3,5,7' or '0-4' or 'all' -> layer indices of a model with ``n_layers`` layers (None for all).
+
+    Each piece is checked against the model before a list is built, so '0-1000000000' costs nothing.
+    """
     if text is None or text.strip().lower() in ("", "all"):
         return None
     layers: list[int] = []
+    for part in text.split(","):
+        lo, hi = _layer_range(part, text)
+        if lo > hi:
+            raise ConfigError(
+                f"layer range {part.strip()!r} is empty: it runs backwards; write the lower layer first, "
+                f"e.g. '{hi}-{lo}'"
+            )
+        if lo < 0 or hi >= n_layers:
+            raise ConfigError(
+                f"layers {part.strip()!r} are outside the model's layers: valid layers are 0..{n_layers - 1}"
+            )
+        layers.extend(range(lo, hi + 1))
+    return tuple(dict.fromkeys(layers))
+
+
+def _layer_range(part: str, text: str) -> tuple[int, int]:
+    """'3' -> (3, 3); '0-4' -> (0, 4)."""
     try:
-        for part in text.split(","):
-            if "-" in part.strip()[1:]:
-                lo, hi = part.split("-", 1)
-                layers.extend(range(int(lo), int(hi) + 1))
-            else:
-                layers.append(int(part))
+        if "-" in part.strip()[1:]:
+            lo, hi = part.split("-", 1)
+            return int(lo), int(hi)
+        return int(part), int(part)
     except ValueError as exc:
         raise ConfigError(f"cannot read layers {text!r}: use e.g. '3,5,7', '0-4' or 'all'") from exc
-    return tuple(dict.fromkeys(layers))
+
+
+def check_output_file(path: str, flag: str, suffixes: tuple[str, ...]) -> Path:
+    """``path`` as a file to write, checked before any work: not a folder, a known suffix, a folder to go in."""
+    out = Path(path).expanduser()
+    if out.is_dir():
+        example = out / f"profile{suffixes[0]}"
+        raise ConfigError(f"{flag} {path!r} is a folder; give a file path in it, e.g. {example}")
+    if out.suffix.lower() not in suffixes:
+        raise ConfigError(f"{flag} {path!r} must end in {' or '.join(suffixes)}")
+    if out.parent.exists() and not out.parent.is_dir():
+        raise ConfigError(f"{flag} {path!r}: {out.parent} is not a folder")
+    return out
+
+
+def check_device(device: str | None) -> None:
+    """Refuse a device this machine does not have before anything loads (see loading.resolve_device)."""
+    from corrsteer_core.loading import resolve_device
+
+    resolve_device(device)
 
 
 def key_values(pairs: list[str] | None, flag: str) -> dict[str, str]:

@@ -11,6 +11,8 @@ import pandas as pd
 
 from corrsteer_core.cli.common import (
     add_task_args,
+    check_device,
+    check_output_file,
     command,
     emit,
     experiment_from_args,
@@ -94,10 +96,15 @@ def _select(args: argparse.Namespace) -> int:
     from corrsteer_core.collect import collect_activations
     from corrsteer_core.config import CollectConfig, GenerateConfig
     from corrsteer_core.diagnostics import cumulative_relative_norm, norm_diagnostics
+    from corrsteer_core.presets import get_preset
     from corrsteer_core.profile_store import save_named_profile
     from corrsteer_core.progress import tqdm_progress
     from corrsteer_core.variants import select_profile
 
+    # every argument is checked before the model loads and the selection runs
+    check_device(args.device)
+    out = check_output_file(args.out, "--out", (".json",)) if args.out else None
+    layers = parse_layers(args.layers, get_preset(args.preset).model.n_layers)
     experiment = experiment_from_args(args)
     collect_cfg = CollectConfig(
         batch_size=args.batch_size,
@@ -112,7 +119,7 @@ def _select(args: argparse.Namespace) -> int:
     gen = GenerateConfig.matching(collect_cfg)
     task, splits = experiment.build()
     _hint_paired_half(experiment)
-    loaded, saes = open_model(args.preset, parse_layers(args.layers), args.device)
+    loaded, saes = open_model(args.preset, layers, args.device)
     with tqdm_progress(disable=args.json) as progress:
         run = collect_activations(
             loaded,
@@ -127,8 +134,8 @@ def _select(args: argparse.Namespace) -> int:
             run, loaded, saes, select_cfg, validation=(task, splits.validation), gen=gen, progress=progress
         )
     path = save_named_profile(result.profile, args.name)
-    if args.out:
-        result.profile.save(args.out)
+    if out is not None:
+        result.profile.save(out)
     diag = norm_diagnostics(result.profile, saes, run.resid_norm)
     data = {
         "run_id": run.run_id,
@@ -170,15 +177,11 @@ def _select(args: argparse.Namespace) -> int:
 
 
 def _evaluation_items(profile: Any, args: argparse.Namespace) -> tuple[Any, Any]:
-    """The task and the items of ``args.split``: from the task arguments when given, else the profile's own."""
-    from corrsteer_core.errors import ConfigError
+    """The task and the items of ``args.split``: from the task arguments when given, else the profile's own
+    record where it may be followed (trust.recorded_experiment: never data a foreign profile names)."""
+    from corrsteer_core.trust import recorded_experiment
 
-    if args.task or args.custom:
-        experiment = experiment_from_args(args)
-    elif profile.provenance.split is not None:
-        experiment = profile.provenance.split
-    else:
-        raise ConfigError("this profile does not record its task and split; name them explicitly (--task ...)")
+    experiment = experiment_from_args(args) if args.task or args.custom else recorded_experiment(profile)
     task, splits = experiment.build()
     return task, {"test": splits.test, "validation": splits.validation, "train": splits.train}[args.split]
 
@@ -194,6 +197,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from corrsteer_core.profile_store import find_profile
     from corrsteer_core.progress import tqdm_progress
 
+    check_device(args.device)
     profile = find_profile(args.profile)
     if args.scale is not None:
         profile = profile.with_global_scale(args.scale)
@@ -230,6 +234,8 @@ def _sweep(args: argparse.Namespace) -> int:
     from corrsteer_core.profile_store import find_profile
     from corrsteer_core.progress import tqdm_progress
 
+    check_device(args.device)
+    plot = check_output_file(args.plot, "--plot", (".html",)) if args.plot else None
     profile = find_profile(args.profile)
     scales = parse_scales(args.scales)
     task, items = _evaluation_items(profile, args)
@@ -245,13 +251,13 @@ def _sweep(args: argparse.Namespace) -> int:
             cfg=GenerateConfig(batch_size=args.batch_size),
             progress=progress,
         )
-    if args.plot:
+    if plot is not None:
         import plotly.express as px
 
         fig = px.line(
             df, x="scale", y=["steered_accuracy", "ser"], markers=True, title=f"{profile.name}: the dial"
         )
-        fig.write_html(args.plot)
+        fig.write_html(plot)
     cols = ["scale", "steered_accuracy", "diff", "ci_low", "ci_high", "pos", "neg", "ser", "changed", "p_value"]
     emit(args, df.to_dict(orient="records"), table(df[cols]))
     return 0
@@ -265,19 +271,24 @@ def _controls(args: argparse.Namespace) -> int:
     from corrsteer_core.errors import ConfigError
     from corrsteer_core.profile_store import find_profile
     from corrsteer_core.progress import tqdm_progress
+    from corrsteer_core.trust import local_run_experiment
 
+    check_device(args.device)
     profile = find_profile(args.profile)
     chosen = tuple(c.strip() for c in args.controls.split(",") if c.strip())
     unknown = set(chosen) - set(CONTROLS)
     if unknown or not chosen:
         raise ConfigError(f"--controls takes a comma list of {', '.join(CONTROLS)}; got {args.controls!r}")
-    prov = profile.provenance
-    if prov.run_id is None or prov.split is None:
+    # controls rebuild the method from the run in this cache, on the data that run recorded (never on data a
+    # profile's own record names: see trust.py)
+    experiment = local_run_experiment(profile.provenance.run_id)
+    if experiment is None:
         raise ConfigError(
-            "controls rebuild the profile's method from its run: this profile records no run or split"
+            "controls rebuild the profile's method from its run, and this cache holds no run "
+            f"{profile.provenance.run_id!r} that records its task and split; select the profile here first"
         )
-    run = load_collection(prov.run_id)
-    task, splits = prov.split.build()
+    run = load_collection(str(profile.provenance.run_id))
+    task, splits = experiment.build()
     loaded, saes = open_model(profile.preset, tuple(run.layers), args.device)
     gen = GenerateConfig.matching(run.meta.collect, args.batch_size)
     with tqdm_progress(disable=args.json) as progress:

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from corrsteer_core.cli.common import command, emit, open_model, parse_layers, table
+from corrsteer_core.cli.common import (
+    check_device,
+    check_output_file,
+    command,
+    emit,
+    open_model,
+    parse_layers,
+    table,
+)
+from corrsteer_core.errors import ConfigError
 
 __all__ = ["add_parsers"]
 
@@ -17,19 +25,32 @@ __all__ = ["add_parsers"]
 def _export(args: argparse.Namespace) -> int:
     from corrsteer_core.profile_store import find_profile
 
+    out = check_output_file(args.out, "--out", (".json", ".safetensors"))
+    check_device(args.device)
     profile = find_profile(args.profile)
     if args.enable is not None:
-        profile = profile.with_enabled(set(parse_layers(args.enable) or ()))
+        profile = profile.with_enabled(_enabled_layers(profile, args.enable))
     if args.scale is not None:
         profile = profile.with_global_scale(args.scale)
-    out = Path(args.out)
-    if out.suffix == ".safetensors":
+    if out.suffix.lower() == ".safetensors":
         _, saes = open_model(profile.preset, tuple(s.layer for s in profile.layers), args.device)
         profile.vectors_safetensors(saes, out)
     else:
         profile.save(out)
     emit(args, {"written": str(out)}, f"wrote {out}")
     return 0
+
+
+def _enabled_layers(profile: Any, text: str) -> set[int] | None:
+    """``--enable`` as a set of the profile's layers (ConfigError naming the profile's layers otherwise)."""
+    have = [s.layer for s in profile.layers]
+    wanted = parse_layers(text, 1 + max(have, default=0))
+    if wanted is None:
+        return None
+    unknown = sorted(set(wanted) - set(have))
+    if unknown:
+        raise ConfigError(f"--enable names layers {unknown} that the profile does not steer; its layers: {have}")
+    return set(wanted)
 
 
 @command("show")
@@ -50,9 +71,12 @@ def _show(args: argparse.Namespace) -> int:
 
 @command("generate")
 def _generate(args: argparse.Namespace) -> int:
+    from corrsteer_core.limits import check_new_tokens
     from corrsteer_core.profile_store import find_profile
     from corrsteer_core.steer import generate_texts, profile_vectors
 
+    check_new_tokens(args.max_new_tokens, "--max-new-tokens")
+    check_device(args.device)
     profile = find_profile(args.profile)
     loaded, saes = open_model(profile.preset, tuple(s.layer for s in profile.layers), args.device)
     vectors = profile_vectors(loaded, saes, profile)

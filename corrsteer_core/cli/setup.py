@@ -44,12 +44,13 @@ def _prepare(args: argparse.Namespace) -> int:
     from corrsteer_core.embedded.corpus import CorpusConfig
     from corrsteer_core.embedded.prepare import PrepareConfig, prepare_embedded
     from corrsteer_core.embedded.sae_training import SAETrainConfig
+    from corrsteer_core.presets import get_preset
     from corrsteer_core.progress import tqdm_progress
 
     cfg = PrepareConfig(
         corpus=CorpusConfig(n_prompts=args.prompts, max_new_tokens=args.max_new_tokens, seed=args.seed),
         train=SAETrainConfig(epochs=args.epochs, seed=args.seed),
-        layers=parse_layers(args.layers),
+        layers=parse_layers(args.layers, get_preset(args.preset).model.n_layers),
         force=args.force,
     )
     with tqdm_progress(disable=args.json) as progress:

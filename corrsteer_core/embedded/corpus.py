@@ -20,6 +20,7 @@ from corrsteer_core.config import _check_positive, _DictMixin
 from corrsteer_core.embedded.corpus_prompts import corpus_prompts
 from corrsteer_core.generation import encode_prompts, greedy_generate
 from corrsteer_core.hooks import capture_residuals
+from corrsteer_core.limits import MAX_BATCH_SIZE, check_at_most, check_new_tokens
 from corrsteer_core.loading import LoadedModel
 
 __all__ = ["Corpus", "CorpusConfig", "build_corpus", "corpus_activations", "corpus_prompts"]
@@ -35,6 +36,8 @@ class CorpusConfig(_DictMixin):
     def __post_init__(self) -> None:
         for name in ("n_prompts", "max_new_tokens", "batch_size"):
             _check_positive(name, getattr(self, name))
+        check_new_tokens(self.max_new_tokens)
+        check_at_most("batch_size", self.batch_size, MAX_BATCH_SIZE)
 
 
 @dataclass

@@ -1,7 +1,9 @@
-"""Neuronpedia answers on disk: one compact JSON file per (model_id, sae_id) mapping feature index -> record.
+"""Neuronpedia answers on disk: one compact JSON file per server and (model_id, sae_id), feature index -> record.
 
-Only successful lookups are stored; a file that cannot be read is discarded (and its features fetched again),
-never fatal. All writes go through :mod:`corrsteer_core.storage`, atomically.
+Files live under ``<root>/<server>/<model_id>/<sae_id>.json`` and name the server they came from, so the
+answers of one server (a local mirror, a test server) are never served as another's. Only successful lookups
+are stored; a file that cannot be read is discarded (and its features fetched again), never fatal. All writes go
+through :mod:`corrsteer_core.storage`, atomically.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from corrsteer_core.errors import CacheCorruptError
 from corrsteer_core.explain.records import (
@@ -22,7 +24,7 @@ from corrsteer_core.explain.records import (
 )
 from corrsteer_core.storage import atomic_write_json, read_json
 
-__all__ = ["CACHE_FORMAT", "FeatureCache"]
+__all__ = ["CACHE_FORMAT", "FeatureCache", "server_folder"]
 
 log = logging.getLogger(__name__)
 
@@ -35,16 +37,22 @@ def _file_name(identifier: str) -> str:
     return quote(identifier, safe="-_.")
 
 
+def server_folder(base_url: str) -> str:
+    """A folder name for a server: its host, port and path ('www.neuronpedia.org', '127.0.0.1%3A8080')."""
+    parts = urlsplit(base_url)
+    return _file_name(f"{parts.netloc.lower()}{parts.path.rstrip('/')}") or "server"
+
+
 class FeatureCache:
     """Read and extend the per-SAE explanation files under ``root``."""
 
     def __init__(self, root: Path, base_url: str = NEURONPEDIA_URL) -> None:
         self.root = Path(root)
-        self.base_url = base_url
+        self.base_url = base_url.rstrip("/")
         self._lock = threading.Lock()
 
     def path(self, model_id: str, sae_id: str) -> Path:
-        return self.root / _file_name(model_id) / f"{_file_name(sae_id)}.json"
+        return self.root / server_folder(self.base_url) / _file_name(model_id) / f"{_file_name(sae_id)}.json"
 
     def load(self, model_id: str, sae_id: str) -> dict[int, FeatureExplanation]:
         """Every readable record of one SAE; a corrupt file is deleted and reads as empty."""
@@ -62,6 +70,7 @@ class FeatureCache:
             or data.get("format") != CACHE_FORMAT
             or data.get("model_id") != model_id
             or data.get("sae_id") != sae_id
+            or data.get("server") != self.base_url
         ):
             self._discard(path, "unexpected layout")
             return {}
@@ -88,6 +97,7 @@ class FeatureCache:
                 merged.update((e.index, e) for e in new)
                 payload = {
                     "format": CACHE_FORMAT,
+                    "server": self.base_url,
                     "model_id": model_id,
                     "sae_id": sae_id,
                     "features": {str(i): self._to_record(merged[i]) for i in sorted(merged)},

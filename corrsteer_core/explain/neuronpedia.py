@@ -1,9 +1,12 @@
 """Neuronpedia REST client with a disk cache: what each selected SAE feature means, online or not.
 
 Lookups never raise for network or server trouble; they return a :class:`FeatureLookup` whose status says what
-happened ("ok", "not_found", "offline", "error"). Cached features are answered from disk and never fetched again.
-When the host turns out to be unreachable the client stops trying for ``offline_cooldown`` seconds, so a page
-listing thirty features does not wait thirty times. Only bad arguments raise (:class:`InvalidFeatureKeyError`).
+happened ("ok", "not_found", "offline", "error"). Each lookup ends by its ``deadline`` and reads at most
+``max_reply_bytes`` of a reply (limits.py); the API key is never sent to another host a redirect names; the
+disk cache keeps each server's answers apart (a test server's reply is never served as neuronpedia.org's).
+Cached features are answered from disk and never fetched again. When the host turns out to be unreachable the
+client stops trying for ``offline_cooldown`` seconds, so a page listing thirty features does not wait thirty
+times. Only bad arguments raise (:class:`InvalidFeatureKeyError`).
 
     client = NeuronpediaClient()
     lookup = client.get_feature("gemma-2-2b", "3-gemmascope-res-16k", 5)
@@ -25,6 +28,7 @@ import requests
 
 from corrsteer_core.errors import ExplanationError
 from corrsteer_core.explain.cache import FeatureCache
+from corrsteer_core.explain.http_bounds import watch_session
 from corrsteer_core.explain.records import (
     MAX_EXAMPLES,
     NEURONPEDIA_URL,
@@ -36,6 +40,7 @@ from corrsteer_core.explain.records import (
     validate_feature_key,
 )
 from corrsteer_core.explain.transport import Outcome, RateLimiter, RetryPolicy, send, shared_rate_limiter
+from corrsteer_core.limits import NEURONPEDIA_DEADLINE_S, NEURONPEDIA_MAX_REPLY_BYTES
 from corrsteer_core.storage import cache_path
 
 __all__ = ["OFFLINE_MESSAGE", "FeatureKey", "NeuronpediaClient", "NeuronpediaConfigError"]
@@ -85,6 +90,8 @@ class NeuronpediaClient:
         offline_cooldown: float = 60.0,
         batch_size: int = 50,
         rate_limiter: RateLimiter | None = None,
+        deadline: float = NEURONPEDIA_DEADLINE_S,
+        max_reply_bytes: int = NEURONPEDIA_MAX_REPLY_BYTES,
     ) -> None:
         if urlsplit(base_url).scheme not in ("http", "https") or not urlsplit(base_url).netloc:
             raise NeuronpediaConfigError(
@@ -101,6 +108,8 @@ class NeuronpediaClient:
                 max_retries=max_retries,
                 backoff=backoff,
                 max_wait=max_wait,
+                deadline=deadline,
+                max_bytes=max_reply_bytes,
             )
         except ValueError as exc:
             raise NeuronpediaConfigError(str(exc)) from exc
@@ -117,7 +126,8 @@ class NeuronpediaClient:
         if key:
             self._headers["x-api-key"] = key  # only ever sent, never logged, stored or shown in repr
         self._own_session = session is None
-        self._session = session if session is not None else requests.Session()
+        # watched: a lookup's deadline can cut the connection however slowly the server answers
+        self._session = watch_session(session if session is not None else requests.Session())
         self._lock = threading.Lock()
         self._unreachable_until = 0.0
         self.last_network_error: str | None = None

@@ -2,28 +2,38 @@
 
 Nothing here raises for network or server trouble; :func:`send` classifies it so the client can answer
 "offline" (the host cannot be reached at all), "not_found" (404) or "error" (everything else, after retries).
-Request headers (the API key among them) never appear in messages or logs.
+Request headers (the API key among them) never appear in messages or logs, and the key is never sent to a host
+a redirect points at. A reply is bounded in time (a total deadline, however slowly it trickles: deadline.py) and
+in size (read in chunks and abandoned past ``max_bytes``).
 """
 
 from __future__ import annotations
 
 import email.utils
-import json
 import logging
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import requests
 from urllib3.exceptions import ConnectTimeoutError
+
+from corrsteer_core.explain.http_bounds import ReplyTooLarge, deadline, origin, read_capped
+from corrsteer_core.limits import (
+    NEURONPEDIA_DEADLINE_S,
+    NEURONPEDIA_MAX_REDIRECTS,
+    NEURONPEDIA_MAX_REPLY_BYTES,
+    loads_json,
+)
 
 __all__ = ["Outcome", "RateLimiter", "RetryPolicy", "send", "shared_rate_limiter"]
 
 log = logging.getLogger(__name__)
 
 NEURONPEDIA_REQUESTS_PER_HOUR = 25_000  # Neuronpedia's documented per-IP limit
+_REDIRECTS = (301, 302, 303, 307, 308)
 
 
 class RateLimiter:
@@ -73,10 +83,16 @@ class RetryPolicy:
     max_retries: int = 3
     backoff: float = 1.0
     max_wait: float = 30.0
+    deadline: float = NEURONPEDIA_DEADLINE_S  # the whole request, retries and slow replies included
+    max_bytes: int = NEURONPEDIA_MAX_REPLY_BYTES  # a longer reply is abandoned, never read whole
 
     def __post_init__(self) -> None:
-        if self.timeout <= 0 or self.connect_timeout <= 0:
-            raise ValueError(f"timeouts must be > 0, got {self.timeout} and {self.connect_timeout}")
+        if self.timeout <= 0 or self.connect_timeout <= 0 or self.deadline <= 0:
+            raise ValueError(
+                f"timeouts must be > 0, got {self.timeout}, {self.connect_timeout} and deadline {self.deadline}"
+            )
+        if self.max_bytes < 1:
+            raise ValueError(f"max_bytes must be >= 1, got {self.max_bytes}")
         if self.max_retries < 0 or self.backoff < 0 or self.max_wait < 0:
             raise ValueError("max_retries, backoff and max_wait must be >= 0")
 
@@ -92,16 +108,16 @@ class Outcome:
     http_status: int | None = None
 
 
-def _server_message(response: requests.Response) -> str:
+def _server_message(body: bytes) -> str:
     """The short reason a JSON error body gives ({"error": ...} or {"message": ...}), if any."""
     try:
-        body = json.loads(response.content)
+        parsed = loads_json(body)
     except ValueError:
         return ""
-    if isinstance(body, dict):
+    if isinstance(parsed, dict):
         for key in ("error", "message"):
-            if isinstance(body.get(key), str):
-                return body[key].strip()[:200]
+            if isinstance(parsed.get(key), str):
+                return parsed[key].strip()[:200]
     return ""
 
 
@@ -129,42 +145,114 @@ def _is_unreachable(exc: requests.ConnectionError) -> bool:
     return isinstance(reason, ConnectTimeoutError)  # NewConnectionError and NameResolutionError derive from it
 
 
-def _attempt(
-    session: requests.Session, method: str, url: str, body: Any, headers: dict[str, str], policy: RetryPolicy
-) -> Outcome | tuple[str, float | None]:
-    """One try: a final Outcome, or (why, server-requested delay) for a try worth repeating."""
-    try:
+def _follow(
+    session: requests.Session,
+    method: str,
+    url: str,
+    body: Any,
+    headers: dict[str, str],
+    timeout: tuple[float, float],
+) -> requests.Response | Outcome:
+    """Send, following at most NEURONPEDIA_MAX_REDIRECTS redirects by hand: the API key goes only to the origin
+    it was given for (requests would forward a custom header such as x-api-key to any host)."""
+    first = origin(url)
+    for _ in range(NEURONPEDIA_MAX_REDIRECTS + 1):
         response = session.request(
-            method, url, json=body, headers=headers, timeout=(policy.connect_timeout, policy.timeout)
+            method, url, json=body, headers=headers, timeout=timeout, stream=True, allow_redirects=False
         )
-    except requests.ConnectionError as exc:
-        if _is_unreachable(exc):
-            return Outcome("unreachable", message=f"cannot reach {urlsplit(url).netloc} ({type(exc).__name__})")
-        if isinstance(exc, requests.exceptions.SSLError):
-            return Outcome("error", message=f"TLS error talking to {urlsplit(url).netloc}")
-        return ("the connection was dropped", None)
-    except requests.exceptions.ChunkedEncodingError:
-        return ("the response was cut off", None)
-    except requests.Timeout:
-        return Outcome("error", message=f"Neuronpedia did not answer within {policy.timeout:g} s")
-    except requests.RequestException as exc:
-        return Outcome("error", message=f"request failed ({type(exc).__name__})")
-    status = response.status_code
+        location = response.headers.get("Location")
+        if response.status_code not in _REDIRECTS or not location:
+            return response
+        response.close()
+        url = urljoin(url, location)
+        if urlsplit(url).scheme not in ("http", "https"):
+            return Outcome(
+                "error", message=f"Neuronpedia redirected to a non-HTTP address ({urlsplit(url).scheme})"
+            )
+        if origin(url) != first:
+            headers = {k: v for k, v in headers.items() if k.lower() != "x-api-key"}
+        if response.status_code == 303 or (response.status_code in (301, 302) and method == "POST"):
+            method, body = "GET", None
+    return Outcome("error", message=f"Neuronpedia redirected more than {NEURONPEDIA_MAX_REDIRECTS} times")
+
+
+def _exchange(
+    session: requests.Session, method: str, url: str, body: Any, headers: dict[str, str], policy: RetryPolicy,
+    time_left: float,
+) -> tuple[int, bytes, requests.Response] | Outcome:  # fmt: skip
+    """Status and capped body of one request (redirects followed), or a final Outcome."""
+    read_timeout = max(0.001, min(policy.timeout, time_left))
+    followed = _follow(
+        session, method, url, body, headers, (min(policy.connect_timeout, read_timeout), read_timeout)
+    )
+    if isinstance(followed, Outcome):
+        return followed
+    with followed:
+        try:
+            return followed.status_code, read_capped(followed, policy.max_bytes), followed
+        except ReplyTooLarge:
+            most = policy.max_bytes / 2**20
+            return Outcome(
+                "error", message=f"Neuronpedia's reply is larger than {most:g} MiB; it was not read further"
+            )
+
+
+def _attempt(
+    session: requests.Session,
+    method: str,
+    url: str,
+    body: Any,
+    headers: dict[str, str],
+    policy: RetryPolicy,
+    time_left: float,
+) -> Outcome | tuple[str, float | None]:
+    """One try, cut when ``time_left`` runs out: a final Outcome, or (why, server-requested delay) for a try
+    worth repeating."""
+    host = urlsplit(url).netloc
+    with deadline(time_left) as armed:
+        try:
+            exchanged = _exchange(session, method, url, body, headers, policy, time_left)
+        except requests.RequestException as exc:
+            if armed.expired:
+                return Outcome("error", message=_late(policy))
+            return _failure(exc, host, policy)
+    if isinstance(exchanged, Outcome):
+        return exchanged
+    status, content, response = exchanged
     if status == 429:
         return ("rate limited by Neuronpedia", _retry_after(response))
     if status >= 500:
         return (f"Neuronpedia server error (HTTP {status})", _retry_after(response))
     if status == 404:
-        return Outcome("not_found", message=_server_message(response), http_status=status)
+        return Outcome("not_found", message=_server_message(content), http_status=status)
     if status >= 400 or status < 200:
-        detail = _server_message(response)
+        detail = _server_message(content)
         message = f"Neuronpedia refused the request (HTTP {status}{': ' + detail if detail else ''})"
         return Outcome("error", message=message, http_status=status)
     try:
-        return Outcome("ok", data=json.loads(response.content), http_status=status)
+        return Outcome("ok", data=loads_json(content), http_status=status)
     except ValueError:
-        message = f"Neuronpedia sent malformed JSON (HTTP {status}, {len(response.content)} bytes)"
+        message = f"Neuronpedia sent malformed JSON (HTTP {status}, {len(content)} bytes)"
         return Outcome("error", message=message, http_status=status)
+
+
+def _late(policy: RetryPolicy) -> str:
+    return f"Neuronpedia did not finish answering within {policy.deadline:g} s"
+
+
+def _failure(exc: requests.RequestException, host: str, policy: RetryPolicy) -> Outcome | tuple[str, None]:
+    """What a transport exception means: unreachable, a final error, or a try worth repeating."""
+    if isinstance(exc, requests.ConnectionError):
+        if _is_unreachable(exc):
+            return Outcome("unreachable", message=f"cannot reach {host} ({type(exc).__name__})")
+        if isinstance(exc, requests.exceptions.SSLError):
+            return Outcome("error", message=f"TLS error talking to {host}")
+        return ("the connection was dropped", None)
+    if isinstance(exc, requests.exceptions.ChunkedEncodingError):
+        return ("the response was cut off", None)
+    if isinstance(exc, requests.Timeout):
+        return Outcome("error", message=f"Neuronpedia did not answer within {policy.timeout:g} s")
+    return Outcome("error", message=f"request failed ({type(exc).__name__})")
 
 
 def send(
@@ -177,18 +265,23 @@ def send(
     policy: RetryPolicy,
     limiter: RateLimiter,
 ) -> Outcome:
-    """Make a request, repeating it on 429, 5xx and dropped connections within the policy's limits."""
+    """Make a request, repeating it on 429, 5xx and dropped connections within the policy's limits; the whole
+    of it (tries, waits, redirects, slow replies) ends by the policy's deadline."""
     waited = 0.0
+    ends = time.monotonic() + policy.deadline
     for attempt in range(policy.max_retries + 1):
         limiter.acquire()
-        result = _attempt(session, method, url, body, headers, policy)
+        time_left = ends - time.monotonic()
+        if time_left <= 0:
+            return Outcome("error", message=_late(policy))
+        result = _attempt(session, method, url, body, headers, policy, time_left)
         if isinstance(result, Outcome):
             return result
         why, requested = result
         if attempt == policy.max_retries:
             return Outcome("error", message=f"{why}; gave up after {attempt + 1} tries, retry later")
         delay = requested if requested is not None else policy.backoff * 2**attempt
-        if waited + delay > policy.max_wait:
+        if waited + delay > policy.max_wait or time.monotonic() + delay > ends:
             asked = f"the server asks to wait {delay:.0f} s" if requested is not None else "waited long enough"
             return Outcome("error", message=f"{why}; {asked}, retry later")
         log.info("%s %s: %s; retrying in %.2f s", method, urlsplit(url).path, why, delay)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
 from corrsteer_core.errors import ConfigError, TaskError, valid_choices
+from corrsteer_core.limits import check_prompt_size
 
 __all__ = [
     "KINDS",
@@ -50,6 +51,7 @@ class TaskItem:
     def __post_init__(self) -> None:
         if not self.id:
             raise TaskError("TaskItem.id must be a non-empty string")
+        check_prompt_size(self.prompt, f"item {self.id!r}")
         # Lists sneak in from JSON and pandas; tuples keep the item immutable and comparable.
         object.__setattr__(self, "choices", tuple(str(c) for c in self.choices))
         object.__setattr__(self, "aliases", tuple(str(a) for a in self.aliases))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -10,6 +9,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from corrsteer_core.errors import DataSourceError, TaskError, valid_choices
+from corrsteer_core.limits import MAX_TASK_ROWS, check_at_most, check_new_tokens, check_prompt_size, loads_json
 from corrsteer_core.tasks.base import POOLINGS, Kind, Pooling, Task, TaskItem
 from corrsteer_core.tasks.formats import LETTERS, letters_for, multiple_choice_prompt
 from corrsteer_core.tasks.scorers import SCORER_NAMES, get_scorer
@@ -28,8 +28,8 @@ def parse_options(value: Any) -> list[str]:
     text = str(value).strip()
     if text.startswith("["):
         try:
-            parsed = json.loads(text)
-        except json.JSONDecodeError:
+            parsed = loads_json(text)
+        except ValueError:  # not JSON (or nested too deep): read it as "A|B|C"
             parsed = None
         if isinstance(parsed, list):
             return [str(v) for v in parsed]
@@ -45,9 +45,10 @@ def _read(path: Path) -> list[Row]:
         )
     if path.stat().st_size == 0:
         raise DataSourceError(f"custom task file {str(path)!r} is empty")
-    rows = load_files([path])
+    rows = load_files([path])  # checks size and encoding before reading
     if not rows:
         raise DataSourceError(f"custom task file {str(path)!r} has no rows")
+    check_at_most(f"the number of rows of {path.name}", len(rows), MAX_TASK_ROWS, error=DataSourceError)
     return [{k: v for k, v in row.items() if k != "_file"} for row in rows]
 
 
@@ -60,9 +61,13 @@ def _check_columns(columns: Sequence[str], wanted: Sequence[tuple[str, str | Non
 
 def _template_fields(template: str) -> list[str]:
     try:
-        fields = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+        parsed = [(name, spec, conversion) for _, name, spec, conversion in string.Formatter().parse(template)]
     except ValueError as error:
         raise TaskError(f"invalid template {template!r}: {error}") from error
+    fields = [name for name, _, _ in parsed if name is not None]
+    if any(spec or conversion for name, spec, conversion in parsed if name is not None):
+        # '{text:>999999999}' would pad each prompt to a gigabyte: placeholders only name columns
+        raise TaskError(f"template {template!r}: write placeholders as plain {{column}}, without ':' or '!'")
     if not fields:
         raise TaskError(f"template {template!r} has no {{column}} placeholder")
     return fields
@@ -114,6 +119,9 @@ def custom_task(
     path = Path(path).expanduser()
     if (prompt_column is None) == (template is None):
         raise TaskError("give exactly one of prompt_column=... or template=... (with {column} placeholders)")
+    if not isinstance(answer_column, str) or not answer_column:
+        raise TaskError(f"name the column holding each row's answer (answer_column=...), got {answer_column!r}")
+    check_new_tokens(max_new_tokens)
     if scorer not in SCORER_NAMES:
         raise TaskError(f"unknown scorer {scorer!r}; valid scorers are {valid_choices(SCORER_NAMES)}")
     if pooling not in POOLINGS:
@@ -173,6 +181,7 @@ class _Mapping:
             prompt = str(values[self.prompt_column])
         else:
             prompt = str(self.template).format(**values)
+        check_prompt_size(prompt, f"row {number}")
         answer = str(values[self.answer_column]).strip()
         if not prompt.strip() or not answer:
             raise TaskError(f"row {number}: empty {'prompt' if not prompt.strip() else repr(self.answer_column)}")

@@ -10,18 +10,23 @@ Resolution when no source is given: ``$CORRSTEER_DATA`` (a folder like ``shared/
 
 from __future__ import annotations
 
+import codecs
 import csv
+import io
 import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from corrsteer_core.errors import DataSourceError, valid_choices
+from corrsteer_core.limits import MAX_TASK_FILE_BYTES, check_at_most
 
 __all__ = [
     "DATA_ENV_VAR",
     "FILE_BUILDERS",
+    "check_utf8",
+    "check_utf8_bytes",
     "data_root",
     "load_files",
     "load_hub",
@@ -95,6 +100,10 @@ def load_files(paths: Sequence[Path], *, column_names: Sequence[str] | None = No
         )
     suffix = suffixes.pop()
     for path in paths:
+        check_at_most(f"the size of {path.name} in bytes", path.stat().st_size, MAX_TASK_FILE_BYTES,
+                      error=DataSourceError)  # fmt: skip
+        if FILE_BUILDERS[suffix] != "parquet":
+            check_utf8(path)
         _check_not_empty(path, header=column_names is None)
     # One load_dataset call with one split per file keeps the file of origin (MMLU's subject lives there).
     splits = {f"f{i}_{re.sub(r'[^A-Za-z0-9_]', '_', p.stem)}": p for i, p in enumerate(paths)}
@@ -109,11 +118,64 @@ def load_files(paths: Sequence[Path], *, column_names: Sequence[str] | None = No
     return rows
 
 
+_BOMS = {
+    codecs.BOM_UTF32_LE: "UTF-32",
+    codecs.BOM_UTF32_BE: "UTF-32",
+    codecs.BOM_UTF16_LE: "UTF-16",
+    codecs.BOM_UTF16_BE: "UTF-16",
+}  # UTF-32 first: its little-endian mark starts with UTF-16's
+
+
+def check_utf8(path: Path) -> None:
+    """DataSourceError saying how to fix it unless ``path`` is UTF-8 text (a UTF-8 byte-order mark is fine).
+
+    Read in chunks, so a large file costs no more memory than one chunk.
+    """
+    with path.open("rb") as handle:
+        _check_utf8_stream(handle, path.name)
+
+
+def check_utf8_bytes(name: str, data: bytes) -> None:
+    """:func:`check_utf8` for a file held in memory (an upload), named ``name`` in the message."""
+    _check_utf8_stream(io.BytesIO(data), name)
+
+
+def _check_utf8_stream(handle: BinaryIO, name: str) -> None:
+    stem, suffix = Path(name).stem, Path(name).suffix
+    fix = f"save it as UTF-8 (e.g. iconv -f <its encoding> -t UTF-8 {name} > {stem}-utf8{suffix})"
+    head = handle.read(4)
+    for bom, encoding in _BOMS.items():
+        if head.startswith(bom):
+            raise DataSourceError(f"{name} is {encoding} text (a {encoding} byte-order mark); {fix}")
+    handle.seek(0)
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset, line = 0, 1
+    while chunk := handle.read(1 << 20):
+        if b"\x00" in chunk:  # valid UTF-8, but no text file holds NUL: UTF-16 without a byte-order mark
+            at = line + chunk[: chunk.index(b"\x00")].count(b"\n")
+            raise DataSourceError(f"{name} holds NUL bytes (line {at}): it is UTF-16 or binary; {fix}")
+        try:
+            decoder.decode(chunk)
+        except UnicodeDecodeError as error:
+            data = error.object  # the chunk, after up to 3 bytes the decoder held back from the last one
+            at = line + data[: error.start].count(b"\n")
+            where = offset - (len(data) - len(chunk)) + error.start
+            raise DataSourceError(
+                f"{name} is not UTF-8 text: byte 0x{data[error.start]:02x} on line {at} (byte {where}) "
+                f"is not UTF-8 (Latin-1 or Windows-1252?); {fix}"
+            ) from None
+        offset, line = offset + len(chunk), line + chunk.count(b"\n")
+    try:
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        raise DataSourceError(f"{name} is not UTF-8 text: it ends inside a character; {fix}") from None
+
+
 def _check_not_empty(path: Path, header: bool) -> None:
     # datasets reports an empty file as 'Instruction "..." corresponds to no data', which helps nobody.
     if path.suffix.lower() == ".parquet":
         return
-    with path.open(encoding="utf-8", errors="replace") as handle:
+    with path.open(encoding="utf-8-sig", errors="replace") as handle:
         head = [line for _, line in zip(range(3), handle, strict=False) if line.strip()]
     if not head or head[0].strip() == "[]":
         raise DataSourceError(f"{path} is empty")
@@ -135,7 +197,7 @@ def _builder_kwargs(first: Path, suffix: str, column_names: Sequence[str] | None
 
     sep = "\t" if suffix == ".tsv" else ","
     if column_names is None:
-        with first.open(newline="", encoding="utf-8") as handle:
+        with first.open(newline="", encoding="utf-8-sig") as handle:
             column_names = next(csv.reader(handle, delimiter=sep), [])
         if not column_names:
             raise DataSourceError(f"{first} is empty: expected a header row with column names")
@@ -144,14 +206,17 @@ def _builder_kwargs(first: Path, suffix: str, column_names: Sequence[str] | None
         extra = {"column_names": list(column_names)}
     # Strings everywhere: pandas would otherwise turn MMLU options "0"/"4" into ints and "None" into NaN.
     features = Features({name: Value("string") for name in column_names})
-    return {"sep": sep, "features": features, "na_filter": False, **extra}
+    return {"sep": sep, "features": features, "na_filter": False, "encoding": "utf-8-sig", **extra}
 
 
 def _load(kwargs: dict[str, Any], hint: str = "") -> Any:
     import datasets
 
+    from corrsteer_core.storage import cache_path  # lazily: reading task names should not touch the cache
+
     try:
-        return datasets.load_dataset(**kwargs)
+        # datasets keeps an Arrow copy of everything it reads; it lives under corrsteer's cache, not ~/.cache
+        return datasets.load_dataset(**kwargs, cache_dir=str(cache_path("datasets", "arrow")))
     except DataSourceError:
         raise
     except Exception as error:  # datasets raises many unrelated types for one cause: unreadable data

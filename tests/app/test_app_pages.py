@@ -162,6 +162,7 @@ def _profiles_dir():
     [
         (task_csv(), "{nope} please", "nope"),  # template names a column the file does not have
         (b"prompt,answer\n", None, "no rows"),  # header only
+        (b"prompt,answer\nh\xe9llo,a\nb,c\n", None, "is not UTF-8 text: byte 0xe9 on line 2"),  # Latin-1
     ],
 )
 def test_bad_task_files_show_an_error_and_start_nothing(
@@ -173,9 +174,9 @@ def test_bad_task_files_show_an_error_and_start_nothing(
         at.text_area(key=state.RUN_UP_TEMPLATE).set_value(template)
         ok(at.run())
     assert any(message in e for e in errors(at)), errors(at)
-    run = button(at, "Run selection")
-    if not run.disabled:  # the form is complete but the task cannot be built: clicking shows the error again
-        ok(run.click().run())
+    runs = [b for b in at.button if b.label == "Run selection"]  # none when the file cannot even be previewed
+    if runs and not runs[0].disabled:  # the form is complete but the task cannot be built: clicking shows it again
+        ok(runs[0].click().run())
         assert any(message in e for e in errors(at)), errors(at)
     assert state.RUN_ID not in at.session_state and state.JOB not in at.session_state
 
@@ -187,11 +188,18 @@ def test_corrupt_or_foreign_profiles_are_rejected_and_change_nothing(at: AppTest
     go(at, "profiles")
     foreign = json.loads(before.to_json())
     foreign["model_id"] = "someone/else"
+    wrong_site, absurd = json.loads(before.to_json()), json.loads(before.to_json())
+    first = wrong_site["layers"][0]
+    first["hook_name"] = f"blocks.{(first['layer'] + 1) % 4}.hook_resid_post"  # another block than its SAE's
+    absurd["layers"][0]["coefficient"] = 1e308
     cases = [
         (b"\x00\x01 not a profile", "neither a profile JSON"),
         (b'{"version": 1, "preset": "x"', "not valid JSON"),
         (json.dumps(foreign).encode(), "someone/else"),
         (json.dumps({**json.loads(before.to_json()), "version": 99}).encode(), "version 99"),
+        (json.dumps(wrong_site).encode(), "is not where this layer's SAE feature is steered"),
+        (json.dumps(absurd).encode(), "coefficient is 1e+308; its magnitude may be at most 1e+06"),
+        (b'{"provenance": ' + b"[" * 50_000 + b"]" * 50_000 + b"}", "nested deeper than Python can read"),
     ]
     for raw, message in cases:
         at.file_uploader(key=state.PROFILES_UPLOAD).set_value(("bad.json", raw, "application/json"))

@@ -67,12 +67,23 @@ def make_row(model_id: str, sae_id: str, index: int, n_acts: int = 8, n_tokens: 
 
 @dataclass
 class Reply:
-    """A scripted answer: status, JSON-able body (or raw bytes), extra headers, a delay before answering."""
+    """A scripted answer: status, JSON-able body (or raw bytes), extra headers, a delay before answering.
+
+    Misbehaviour on demand: ``trickle`` sends the body one byte every that many seconds (the status line and
+    headers too with ``trickle_headers``); ``endless`` streams filler without a length until the client hangs up
+    (the bytes that got out are counted in ``FakeNeuronpedia.streamed``).
+    """
 
     status: int = 200
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
+    trickle: float = 0.0
+    trickle_headers: bool = False
+    endless: bool = False
+
+
+_ENDLESS_CAP = 256 * 2**20  # an endless reply stops here even if nobody hangs up
 
 
 @dataclass(frozen=True)
@@ -90,6 +101,7 @@ class FakeNeuronpedia:
     def __init__(self, port: int = 0) -> None:
         self.features: dict[tuple[str, str, int], dict[str, Any]] = {}
         self.requests: list[RecordedRequest] = []
+        self.streamed: list[int] = []  # bytes of each endless reply that reached the client's socket
         self._queued: dict[str, deque[Reply]] = {}
         self._always: dict[str, Reply] = {}
         self._lock = threading.Lock()
@@ -155,15 +167,44 @@ class FakeNeuronpedia:
                 time.sleep(reply.delay)
                 data = reply.body if isinstance(reply.body, bytes) else json.dumps(reply.body).encode()
                 try:
-                    self.send_response(reply.status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(data)))
-                    for name, value in reply.headers.items():
-                        self.send_header(name, value)
-                    self.end_headers()
-                    self.wfile.write(data)
+                    if reply.trickle_headers:
+                        self._trickle(self._raw_head(reply, data), reply.trickle)
+                    else:
+                        self.send_response(reply.status)
+                        self.send_header("Content-Type", "application/json")
+                        if not reply.endless:
+                            self.send_header("Content-Length", str(len(data)))
+                        for name, value in reply.headers.items():
+                            self.send_header(name, value)
+                        self.end_headers()
+                    if reply.endless:
+                        self._endless()
+                    elif reply.trickle:
+                        self._trickle(data, reply.trickle)
+                    else:
+                        self.wfile.write(data)
                 except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout test)
                     pass
+
+            def _raw_head(self, reply: Reply, data: bytes) -> bytes:
+                lines = [f"HTTP/1.0 {reply.status} OK", "Content-Type: application/json"]
+                lines += [f"Content-Length: {len(data)}"] + [f"{k}: {v}" for k, v in reply.headers.items()]
+                return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+            def _trickle(self, data: bytes, every: float) -> None:
+                for byte in data:
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(every)
+
+            def _endless(self) -> None:
+                chunk, sent = b" " * (1 << 16), 0
+                try:
+                    while sent < _ENDLESS_CAP:
+                        self.wfile.write(chunk)
+                        sent += len(chunk)
+                finally:
+                    fake.streamed.append(sent)
 
             do_GET = _serve
             do_POST = _serve
