@@ -1,21 +1,31 @@
 """Small HTML renderings of untrusted text (generations, dataset rows, tokens), escaped before any markup.
 
-Everything that ends up in ``st.markdown(..., unsafe_allow_html=True)`` goes through :func:`html.escape` here,
-so a generation or an uploaded prompt containing ``<script>`` is shown as text, never run.
+Everything that ends up in ``st.markdown(..., unsafe_allow_html=True)`` goes through :func:`inert_html` here:
+HTML is escaped, and so is every character Markdown gives a meaning to, and line breaks become ``<br>`` (a blank
+line would end the HTML block and hand the rest to the Markdown parser). So a generation or an uploaded prompt
+containing ``<script>`` or ``![x](http://…)`` is shown as text: nothing in it runs, links or is fetched.
 """
 
 from __future__ import annotations
 
 import difflib
-import html
 import re
 from collections.abc import Sequence
 
-__all__ = ["diff_html", "diff_words", "highlight_tokens_html", "md", "token_label"]
+__all__ = ["diff_html", "diff_words", "highlight_tokens_html", "inert_html", "md", "token_label"]
 
 _WORD = re.compile(r"\s+|[^\s]+")
 _BOX = "font-family:monospace;white-space:pre-wrap;line-height:1.9;"
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
+# HTML's specials and Markdown's, each as a numeric character reference (one pass, so no reference is re-escaped)
+_INERT = str.maketrans({c: f"&#{ord(c)};" for c in "&<>\"'\\`*_{}[]()#+-.!|~$:="})
+
+
+def inert_html(text: object) -> str:
+    """Untrusted text as HTML that neither an HTML nor a Markdown parser can act on: every special character of
+    either as a numeric character reference, line breaks as ``<br>`` (so the block never ends mid-text)."""
+    lines = str(text).replace("\r\n", "\n").replace("\r", "\n")
+    return lines.translate(_INERT).replace("\n", "<br>")
 
 
 def md(text: object) -> str:
@@ -40,7 +50,7 @@ def highlight_tokens_html(tokens: Sequence[str], values: Sequence[float], vmax: 
         alpha = min(1.0, max(0.0, value / top)) if top > 0 else 0.0
         spans.append(
             f'<span title="{value:.3g}" style="background:rgba(221,107,32,{alpha:.2f});border-radius:3px;'
-            f'padding:0 1px">{html.escape(token_label(token))}</span>'
+            f'padding:0 1px">{inert_html(token_label(token))}</span>'
         )
     return f'<div style="{_BOX}">{"".join(spans)}</div>'
 
@@ -69,7 +79,7 @@ def diff_html(before: str, after: str, side: str) -> str:
     for kind, text in diff_words(before, after):
         if kind == hidden:
             continue
-        safe = html.escape(text)
+        safe = inert_html(text)
         if kind == "removed":
             out.append(f'<del style="background:#fed7d7">{safe}</del>')
         elif kind == "added":

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import html as html_module
+import re
 
 import pandas as pd
 import pytest
@@ -35,10 +37,22 @@ def _profile(**kw: object) -> SteeringProfile:
 def test_generated_text_is_escaped_in_every_html_rendering() -> None:
     evil = "<script>alert(1)</script>"
     assert "<script>" not in text.highlight_tokens_html([evil, "ok"], [1.0, 0.0])
-    assert "&lt;script&gt;" in text.highlight_tokens_html([evil], [0.5])
+    assert "&#60;script&#62;" in text.highlight_tokens_html([evil], [0.5])
     for side in ("before", "after"):
         html = text.diff_html(evil, evil + " <img src=x onerror=alert(2)>", side)
         assert "<script>" not in html and "<img" not in html
+
+
+def test_html_renderings_leave_no_markdown_to_parse() -> None:
+    evil = "Hello\r\n\n![x](http://127.0.0.1:1/p.png) **b** `c` # h"
+    safe = text.inert_html(evil)
+    assert safe.count("<br>") == 2
+    bare = re.sub(r"&#\d+;|<br>", "", safe)
+    assert not any(c in bare for c in "\n\r![]()*`<>#&")
+    assert html_module.unescape(safe.replace("<br>", "\n")) == evil.replace("\r\n", "\n")
+    for side in ("before", "after"):
+        rendered = text.diff_html("Hello", evil, side) + text.diff_html(evil, "Hello", side)
+        assert "\n" not in rendered and "![" not in rendered and "](" not in rendered
 
 
 def test_markdown_from_outside_is_made_inert() -> None:
