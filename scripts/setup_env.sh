@@ -55,7 +55,10 @@ target="."
 [ -n "$EXTRAS" ] && target=".[$EXTRAS]"
 if [ "$newest" = 1 ]; then
   echo "installing the newest releases pyproject.toml allows into $VENV"
-  pip_quiet install --quiet --upgrade --upgrade-strategy eager -e "$target"
+  # torch stays at the build installed above (an eager upgrade would pull another build; it is not locked)
+  torch_pin="$VENV/torch-constraint.txt"
+  python -c "import torch; print('torch==' + torch.__version__)" > "$torch_pin"
+  pip_quiet install --quiet --upgrade --upgrade-strategy eager -c "$torch_pin" -e "$target"
 else
   # every package the extras need is installed at the lock's version, checked against the lock's hashes
   python scripts/lock_install.py --lock "$LOCK" --extras "$EXTRAS" 2> >(grep -v "^WARNING: Location 'file:" >&2)
@@ -67,9 +70,12 @@ if [ "$newest" = 1 ]; then
   python -m pip list --format=freeze 2>/dev/null | grep -iE "^(transformers|sae-lens|transformer-lens|torch|streamlit)=" \
     | sed 's/^/  newest: /'
   echo "running every check with the newest releases"
-  if bash scripts/check.sh; then
+  # the lock's own check runs after the refresh: a dependency new to pyproject.toml is not in the old lock yet
+  lock_check=tests/test_lock.py::test_every_requirement_is_pinned_within_its_range
+  if bash scripts/check.sh --deselect "$lock_check"; then
     echo "all checks passed: refreshing $LOCK"
     python scripts/refresh_lock.py --lock "$LOCK"
+    python -m pytest -q "$lock_check"
   else
     echo "a check failed with the newest releases: $LOCK is unchanged (it still pins the last tested set)" >&2
     exit 1
