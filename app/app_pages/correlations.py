@@ -7,6 +7,7 @@ import streamlit as st
 
 from app.ui import figures, resources, state, widgets
 from app.ui.pages import page_path
+from app.ui.profile_builder import add_candidate
 from app.ui.text import md
 
 st.title("Correlations")
@@ -45,13 +46,17 @@ if clicked is not None:
     st.switch_page(page_path("features"))
 
 with st.form(state.CORR_OPEN, border=False):
-    left, right = st.columns([3, 1])
+    left, middle, right = st.columns([3, 1, 1])
     labels = {f"layer {layer} · feature {feature}": (layer, feature) for layer, feature in pairs}
-    picked = left.selectbox("Or open a candidate", list(labels), key=state.CORR_PICK)
+    picked = left.selectbox("Or pick a candidate", list(labels), key=state.CORR_PICK)
+    middle.markdown("&nbsp;")
     right.markdown("&nbsp;")
-    if right.form_submit_button("Open in Features", icon=":material/search:"):
+    if middle.form_submit_button("Open in Features", icon=":material/search:"):
         state.put(state.FOCUS, labels[picked])
         st.switch_page(page_path("features"))
+    if right.form_submit_button("Add to the profile", icon=":material/add:"):
+        add_candidate(*labels[picked])
+        st.rerun()  # the notice and the grid's outlines follow the new profile
 
 st.subheader("Selected feature per layer")
 enabled = {s.layer for s in profile.enabled}

@@ -11,6 +11,7 @@ import streamlit as st
 
 from app.ui import jobs, resources, state, widgets, work
 from app.ui.evaluation_view import show_controls, show_evaluation, show_saved, show_sweep
+from app.ui.profile_builder import builder_section, strength_sliders
 from app.ui.steer_table import PRESETS, apply_frame, preset_layers, settings_frame
 from app.ui.text import diff_html, md
 from corrsteer_core.config import GenerateConfig
@@ -27,6 +28,7 @@ class Context:
     task: Any | None  # None when the profile has no task (imported without a run)
     splits: Any | None
     gen: GenerateConfig
+    run_id: str | None
     busy: bool  # a background job is running
 
 
@@ -62,14 +64,16 @@ def _settings_table(base: SteeringProfile) -> SteeringProfile:
         settings_frame(base),
         key=state.editor_key(),
         hide_index=True,
-        disabled=("layer", "feature", "r", "coefficient"),
+        disabled=("layer", "feature", "r"),
         column_config={
             "enabled": st.column_config.CheckboxColumn("enabled", help="Steer this layer"),
             "scale": st.column_config.NumberColumn(
                 "scale", min_value=-4.0, max_value=4.0, step=0.05, help="Multiplies this layer's coefficient"
             ),
             "r": st.column_config.NumberColumn(format="%.3f"),
-            "coefficient": st.column_config.NumberColumn(format="%.3g"),
+            "coefficient": st.column_config.NumberColumn(
+                format="%.3g", help="The feature's activation to add (default: the run's mean over correct)"
+            ),
         },
     )
     with widgets.show_errors(stop=True):
@@ -91,6 +95,11 @@ def _layers_section(ctx: Context, base: SteeringProfile) -> SteeringProfile:
         help="Steer each layer alone on the validation split (variant P's test).",
     )
     working = _settings_table(base)
+    strength_sliders(working)
+    run = resources.collection(ctx.run_id) if ctx.run_id is not None else None
+    layers = list(run.layers) if run is not None else sorted(s.layer for s in working.layers)
+    if layers:
+        builder_section(working, run, layers, ctx.saes.d_sae)
     if validate and ctx.task is not None and ctx.splits is not None:
         job = partial(
             work.validate_layers_work, ctx.loaded, ctx.saes, base, ctx.task, ctx.splits.validation, ctx.gen
@@ -216,7 +225,7 @@ def _context() -> Context:
     if (experiment := state.get(state.EXPERIMENT)) is not None:
         with widgets.show_errors():
             task, splits = resources.task_and_splits(experiment)
-    return Context(loaded, sae_set, task, splits, gen, busy=jobs.active() is not None)
+    return Context(loaded, sae_set, task, splits, gen, run_id, busy=jobs.active() is not None)
 
 
 st.title("Steer")

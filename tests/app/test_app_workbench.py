@@ -1,0 +1,78 @@
+"""AppTests of the researcher's workbench: building a profile by hand, per-half results, naming what is tested,
+keeping one's place across reloads, no silent overwrite, the readable comparison, time estimates, the heatmap."""
+
+from __future__ import annotations
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from app.ui import profile_builder, state
+from tests.app.test_app_pages import button, errors, go, ok, run_selection, shown, upload_task
+
+
+@pytest.fixture
+def ran(at: AppTest) -> AppTest:
+    upload_task(at)
+    return run_selection(at)
+
+
+def _other_candidate(at: AppTest) -> tuple[int, int]:
+    """A (layer, feature) among the run's candidates that the profile does not steer."""
+    frame = at.session_state[state.SELECTION].candidates_frame()
+    steered = {(s.layer, s.feature) for s in at.session_state[state.WORKING_PROFILE].layers}
+    for layer, feature in zip(frame["layer"].astype(int), frame["feature"].astype(int), strict=True):
+        if (layer, feature) not in steered:
+            return layer, feature
+    raise AssertionError("every candidate is already steered")
+
+
+def test_build_a_profile_by_hand_from_every_page(ran: AppTest) -> None:
+    at = ran
+    run = at.session_state[state.SELECTION]
+    layer, feature = _other_candidate(at)
+    go(at, "correlations")
+    at.selectbox(key=state.CORR_PICK).set_value(f"layer {layer} · feature {feature}")
+    ok(button(at, "Add to the profile").click().run())
+    profile = at.session_state[state.WORKING_PROFILE]
+    assert profile.setting(layer).feature == feature
+    added = profile.setting(layer)
+    row = next(iter(run.candidates_frame().query("layer == @layer and feature == @feature").itertuples()))
+    assert added.coefficient == pytest.approx(row.coefficient) and added.r == pytest.approx(row.r)
+    assert any(f"Layer {layer} now steers feature {feature}" in s for s in shown(at.success))
+
+    go(at, "features")  # any feature by layer and index, not only candidates
+    top = 5
+    at.number_input(key=state.FEATURES_ANY_FEATURE).set_value(top)
+    any_layer = at.selectbox(key=state.FEATURES_ANY_LAYER).value
+    ok(button(at, "Add to the profile").click().run())
+    assert at.session_state[state.WORKING_PROFILE].setting(any_layer).feature == top
+
+    go(at, "steer")
+    assert not errors(at)
+    n = len(at.session_state[state.WORKING_PROFILE].layers)
+    at.selectbox(key=profile_builder.REMOVE_LAYER).set_value(any_layer)
+    ok(button(at, "Remove from profile").click().run())
+    working = at.session_state[state.WORKING_PROFILE]
+    assert len(working.layers) == n - 1 and any_layer not in {s.layer for s in working.layers}
+    at.selectbox(key=profile_builder.ADD_LAYER).set_value(any_layer)
+    at.number_input(key=profile_builder.ADD_FEATURE).set_value(7)
+    ok(button(at, "Add to profile").click().run())
+    working = at.session_state[state.WORKING_PROFILE]
+    assert working.setting(any_layer).feature == 7 and len(working.layers) == n
+
+    first = working.layers[0].layer  # the strength slider and the coefficient cell
+    slider = next(s for s in at.slider if s.label.startswith(f"L{first} ·"))
+    ok(slider.set_value(0.5).run())
+    assert at.session_state[state.WORKING_PROFILE].setting(first).scale == 0.5
+    editor_key = f"steer_editor_{at.session_state[state.EDITOR_VERSION]}"
+    at.session_state[editor_key] = {
+        "edited_rows": {0: {"coefficient": 3.25}},
+        "added_rows": [],
+        "deleted_rows": [],
+    }
+    ok(at.run())
+    edited = at.session_state[state.WORKING_PROFILE].setting(first)
+    assert edited.coefficient == 3.25 and edited.scale == 0.5
+    at.session_state[editor_key] = {"edited_rows": {0: {"coefficient": 1e9}}, "added_rows": [], "deleted_rows": []}
+    ok(at.run())
+    assert any("coefficient must be a finite number" in e for e in errors(at))
