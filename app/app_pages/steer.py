@@ -165,6 +165,12 @@ def _show_try(result: dict[str, Any] | None, working: SteeringProfile) -> None:
         st.caption("Steering did not change this generation.")
 
 
+def _halves_key(task: Any) -> str | None:
+    """The metadata that splits results into halves: a paired task's pair key (language, safety), else the
+    first metadata column of an uploaded task (its strata), else none."""
+    return task.paired_key or next(iter(task.strata_keys), None)
+
+
 def _evaluate_section(ctx: Context, working: SteeringProfile) -> None:
     st.subheader("Evaluate on the test split")
     if ctx.task is None or ctx.splits is None or not ctx.splits.test:
@@ -186,7 +192,7 @@ def _evaluate_section(ctx: Context, working: SteeringProfile) -> None:
             job = partial(work.sweep_work, ctx.loaded, ctx.saes, ctx.task, test, working, scales, ctx.gen)
             jobs.start("Scale sweep", job, partial(_store, state.SWEEP, now))
     if (evaluation := state.get(state.EVALUATION)) is not None:
-        show_evaluation(evaluation[1], stale=evaluation[0] != now)
+        show_evaluation(evaluation[1], stale=evaluation[0] != now, paired_key=_halves_key(ctx.task))
     if (sweep := state.get(state.SWEEP)) is not None:
         show_sweep(sweep[1], stale=sweep[0] != now)
     if (run_id := working.provenance.run_id) is not None:
@@ -212,7 +218,7 @@ def _controls_section(ctx: Context, working: SteeringProfile) -> None:
             job = partial(work.controls_work, ctx.loaded, ctx.saes, run, ctx.task, ctx.splits, working, ctx.gen)
             jobs.start("Controls", job, partial(_store, state.CONTROLS, now))
     if (controls := state.get(state.CONTROLS)) is not None:
-        show_controls(controls[1], stale=controls[0] != now)
+        show_controls(controls[1], stale=controls[0] != now, paired_key=_halves_key(ctx.task))
 
 
 def _context() -> Context:

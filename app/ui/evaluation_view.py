@@ -12,6 +12,7 @@ from app.ui.text import md
 
 __all__ = [
     "format_summary",
+    "halves_frame",
     "saved_evaluations_frame",
     "show_controls",
     "show_evaluation",
@@ -43,7 +44,37 @@ def format_summary(summary: dict[str, Any]) -> dict[str, str]:
     }
 
 
-def show_evaluation(result: Any, stale: bool) -> None:
+def halves_frame(groups: list[dict[str, Any]], key: str, condition: str | None = None) -> pd.DataFrame:
+    """One row per half of a paired task (EvaluationResult.groups), readable: accuracies and flips."""
+    rows = []
+    for g in groups:
+        row: dict[str, Any] = {} if condition is None else {"condition": condition}
+        row |= {
+            key: g["group"],
+            "items": g["n"],
+            "unsteered": g["base_accuracy"],
+            "steered": g["steered_accuracy"],
+            "change": g["diff"],
+            "wrong → right": g["pos"],
+            "right → wrong": g["neg"],
+        }
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+_HALF_FORMAT = {k: st.column_config.NumberColumn(format="percent") for k in ("unsteered", "steered", "change")}
+
+
+def show_halves(result: Any, key: str | None) -> None:
+    """Both halves of a paired task with their flips (the truth of a paired behaviour is per half)."""
+    frame = halves_frame(result.groups(key), key or "")
+    if frame.empty or key is None:
+        return
+    st.markdown(f"**Per half** (by {md(key)}): each half must move the right way, with its own flips")
+    st.dataframe(frame, hide_index=True, column_config=_HALF_FORMAT)
+
+
+def show_evaluation(result: Any, stale: bool, paired_key: str | None = None) -> None:
     summary = result.summary()
     text = format_summary(summary)
     if stale:
@@ -58,6 +89,8 @@ def show_evaluation(result: Any, stale: bool) -> None:
         f"repetitive) generations: {summary.get('base_degenerate', 0)} unsteered, "
         f"{summary.get('steered_degenerate', 0)} steered."
     )
+    show_halves(result, paired_key)
+    columns = ([f"meta_{paired_key}"] if paired_key else []) + _FLIP_COLUMNS
     left, right = st.tabs([f"wrong → right ({summary['pos']})", f"right → wrong ({summary['neg']})"])
     for tab, kind in ((left, "wrong→right"), (right, "right→wrong")):
         flips = result.flips(kind)
@@ -65,7 +98,7 @@ def show_evaluation(result: Any, stale: bool) -> None:
             if flips.empty:
                 st.caption("No such items.")
             else:
-                st.dataframe(flips[[c for c in _FLIP_COLUMNS if c in flips.columns]], hide_index=True)
+                st.dataframe(flips[[c for c in columns if c in flips.columns]], hide_index=True)
     with st.expander("Every test item"):
         st.dataframe(result.table, hide_index=True)
 
@@ -133,7 +166,7 @@ def show_sweep(sweep: pd.DataFrame, stale: bool) -> None:
     )
 
 
-def show_controls(report: Any, stale: bool = False) -> None:
+def show_controls(report: Any, stale: bool = False, paired_key: str | None = None) -> None:
     if stale:
         st.caption("These controls tested an earlier version of the profile; run them again to update them.")
     verdict = report.verdict()
@@ -148,3 +181,9 @@ def show_controls(report: Any, stale: bool = False) -> None:
         "head-to-head p", format="%.3g", help="exact McNemar test of the profile against this control"
     )
     st.dataframe(table, hide_index=True, column_config=config)
+    if paired_key is not None:
+        halves = [halves_frame(res.groups(paired_key), paired_key, name) for name, res in report.results.items()]
+        frame = pd.concat(halves, ignore_index=True) if halves else pd.DataFrame()
+        if not frame.empty:
+            st.markdown(f"**Per half** (by {md(paired_key)}), every condition on the same items")
+            st.dataframe(frame, hide_index=True, column_config=_HALF_FORMAT)

@@ -76,3 +76,49 @@ def test_build_a_profile_by_hand_from_every_page(ran: AppTest) -> None:
     at.session_state[editor_key] = {"edited_rows": {0: {"coefficient": 1e9}}, "added_rows": [], "deleted_rows": []}
     ok(at.run())
     assert any("coefficient must be a finite number" in e for e in errors(at))
+
+
+def test_halves_of_a_paired_task_are_measured_in_the_core() -> None:
+    """EvaluationResult.groups: per half accuracy and flips, which add up to the whole."""
+    from corrsteer_core.evaluate import compare_outcomes
+    from corrsteer_core.steer import Outcome
+    from corrsteer_core.tasks.base import TaskItem
+
+    items = [
+        TaskItem(id=f"i{k}", prompt="p", target="t", metadata={"language": "fr" if k % 2 else "en"})
+        for k in range(8)
+    ]
+    base = [Outcome(i.id, "a", "a", k < 4) for k, i in enumerate(items)]
+    steered = [Outcome(i.id, "b", "b", k % 2 == 1) for k, i in enumerate(items)]
+
+    class _Task:
+        name = "language"
+
+    result = compare_outcomes(_Task(), items, base, steered)  # type: ignore[arg-type]
+    halves = {g["group"]: g for g in result.groups("language")}
+    assert halves["fr"]["pos"] == 2 and halves["fr"]["neg"] == 0 and halves["fr"]["steered_accuracy"] == 1.0
+    assert halves["en"]["pos"] == 0 and halves["en"]["neg"] == 2 and halves["en"]["diff"] == -0.5
+    assert result.groups("nope") == [] and result.groups(None) == []
+
+
+def test_paired_task_shows_both_halves_in_evaluate_and_controls(at: AppTest) -> None:
+    """An uploaded task with a metadata column is split by it like a paired task by its pair key."""
+    upload_task(at)
+    at.multiselect(key=state.RUN_UP_META).set_value(["group"])
+    ok(at.run())
+    run_selection(at)
+    assert not errors(at), errors(at)
+    go(at, "steer")
+    ok(button(at, "Evaluate").click().run())
+    _, result = at.session_state[state.EVALUATION]
+    halves = result.groups("group")
+    assert {h["group"] for h in halves} == {"g0", "g1", "g2"} and sum(h["n"] for h in halves) == 24
+    assert (
+        sum(h["pos"] for h in halves) == result.effects.pos and sum(h["neg"] for h in halves) == result.effects.neg
+    )
+    assert any("Per half" in m.value for m in at.markdown)
+    tables = [d.value for d in at.dataframe if "group" in d.value.columns and "wrong → right" in d.value.columns]
+    assert tables and set(tables[0]["group"]) == {"g0", "g1", "g2"}
+    ok(button(at, "Run controls").click().run())
+    tables = [d.value for d in at.dataframe if "condition" in d.value.columns and "group" in d.value.columns]
+    assert tables and len(tables[0]) == 3 * 4  # four conditions, three groups each
