@@ -12,6 +12,7 @@ import streamlit as st
 from app.ui import jobs, resources, state, widgets, work
 from app.ui.evaluation_view import show_controls, show_evaluation, show_saved, show_sweep
 from app.ui.profile_builder import builder_section, strength_sliders
+from app.ui.profile_edit import describe_profile
 from app.ui.steer_table import PRESETS, apply_frame, preset_layers, settings_frame
 from app.ui.text import diff_html, md
 from corrsteer_core.config import GenerateConfig
@@ -43,8 +44,16 @@ def _apply_preset(kind: str) -> None:
     state.set_profile(base.with_enabled(layers))
 
 
-def _store(key: str, tag: str, result: Any) -> None:
+def _store(key: str, tag: str, tested: str, result: Any) -> None:
     state.put(key, (tag, result))
+    state.put(state.TESTED, {**(state.get(state.TESTED) or {}), key: tested})
+
+
+def _tested(key: str) -> None:
+    """Name the profile a result was computed for (layers, features, scales), right above the result."""
+    described = (state.get(state.TESTED) or {}).get(key)
+    if described is not None:
+        st.markdown(f"**Tested:** {md(described)}")
 
 
 def _validated(result: tuple[SteeringProfile, Any]) -> None:
@@ -177,23 +186,30 @@ def _evaluate_section(ctx: Context, working: SteeringProfile) -> None:
         st.info("Evaluation needs a task with a test split: run or reopen a selection with a test size > 0.")
         return
     test, now = ctx.splits.test, working.content_hash()
-    st.caption(f"{len(test)} test items, each compared with the unsteered model on the same item.")
+    st.caption(
+        md(f"{len(test)} test items, each compared with the unsteered model on the same item. Evaluates "
+           f"{describe_profile(working)}")
+    )  # fmt: skip
     c = st.columns([1, 2, 1])
     if c[0].button(
         "Evaluate", type="primary", key="steer_evaluate", disabled=ctx.busy, icon=":material/fact_check:"
     ):
         job = partial(work.evaluate_work, ctx.loaded, ctx.saes, ctx.task, test, working, ctx.gen)
-        jobs.start("Evaluating on the test split", job, partial(_store, state.EVALUATION, now))
+        jobs.start(
+            "Evaluating on the test split", job, partial(_store, state.EVALUATION, now, describe_profile(working))
+        )
     widgets.defaults({state.STEER_SCALES: "0, 0.5, 1, 1.5, 2"})
     scales_text = c[1].text_input("Scales for the sweep", key=state.STEER_SCALES, label_visibility="collapsed")
     if c[2].button("Scale sweep", key="steer_sweep", disabled=ctx.busy, icon=":material/show_chart:"):
         with widgets.show_errors():
             scales = work.parse_scales(scales_text)
             job = partial(work.sweep_work, ctx.loaded, ctx.saes, ctx.task, test, working, scales, ctx.gen)
-            jobs.start("Scale sweep", job, partial(_store, state.SWEEP, now))
+            jobs.start("Scale sweep", job, partial(_store, state.SWEEP, now, describe_profile(working)))
     if (evaluation := state.get(state.EVALUATION)) is not None:
+        _tested(state.EVALUATION)
         show_evaluation(evaluation[1], stale=evaluation[0] != now, paired_key=_halves_key(ctx.task))
     if (sweep := state.get(state.SWEEP)) is not None:
+        _tested(state.SWEEP)
         show_sweep(sweep[1], stale=sweep[0] != now)
     if (run_id := working.provenance.run_id) is not None:
         with widgets.show_errors():
@@ -205,7 +221,8 @@ def _controls_section(ctx: Context, working: SteeringProfile) -> None:
     st.caption(
         "Test the profile as edited above beside controls built with its own method and settings (random "
         "directions, shuffled labels, random features), all on the same items: a gain is only credible if it "
-        "beats every control."
+        "beats every control. Each control is dialled like the profile (its global scale, and each shared "
+        "layer's scale and switch). While they run, the progress bar names the condition."
     )
     run_id = state.get(state.RUN_ID)
     if ctx.task is None or ctx.splits is None or run_id is None or not ctx.splits.test:
@@ -216,8 +233,9 @@ def _controls_section(ctx: Context, working: SteeringProfile) -> None:
         with widgets.show_errors():
             run = resources.collection(run_id)
             job = partial(work.controls_work, ctx.loaded, ctx.saes, run, ctx.task, ctx.splits, working, ctx.gen)
-            jobs.start("Controls", job, partial(_store, state.CONTROLS, now))
+            jobs.start("Controls", job, partial(_store, state.CONTROLS, now, describe_profile(working)))
     if (controls := state.get(state.CONTROLS)) is not None:
+        _tested(state.CONTROLS)
         show_controls(controls[1], stale=controls[0] != now, paired_key=_halves_key(ctx.task))
 
 

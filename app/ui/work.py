@@ -121,9 +121,29 @@ def controls_work(
     gen: GenerateConfig,
     progress: Progress,
 ) -> ControlReport:
-    """The profile as the user edited it, beside its controls built with the profile's own settings."""
+    """The profile as the user edited it, beside its controls built with the profile's own settings and dialled
+    like it; the progress stage names the condition being built or tested ("random-directions · steered")."""
+    running = ["profile"]
+
+    def named(stage: str, done: int, total: int) -> None:
+        progress(f"{running[0]} · {stage}", done, total)
+
+    def on_condition(condition: str) -> None:
+        running[0] = condition
+        named("building", 0, 0)
+
     return run_with_controls(
-        loaded, saes, run, task, splits.validation, splits.test, profile=profile, gen=gen, progress=progress
+        loaded,
+        saes,
+        run,
+        task,
+        splits.validation,
+        splits.test,
+        profile=profile,
+        gen=gen,
+        progress=named,
+        on_condition=on_condition,
+        match_edits=True,
     )
 
 

@@ -122,3 +122,40 @@ def test_paired_task_shows_both_halves_in_evaluate_and_controls(at: AppTest) -> 
     ok(button(at, "Run controls").click().run())
     tables = [d.value for d in at.dataframe if "condition" in d.value.columns and "group" in d.value.columns]
     assert tables and len(tables[0]) == 3 * 4  # four conditions, three groups each
+
+
+def test_controls_test_the_profile_as_edited_name_it_and_say_which_runs(
+    ran: AppTest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.ui import jobs
+
+    stages: list[str] = []
+    original = jobs.Job.progress
+
+    def spy(self: jobs.Job, stage: str, done: int, total: int) -> None:
+        stages.append(stage)
+        original(self, stage, done, total)
+
+    monkeypatch.setattr(jobs.Job, "progress", spy)
+    at = ran
+    go(at, "steer")
+    first = at.session_state[state.WORKING_PROFILE].layers[0].layer
+    ok(next(s for s in at.slider if s.label.startswith(f"L{first} ·")).set_value(0.5).run())
+    ok(button(at, "Evaluate").click().run())
+    ok(button(at, "Run controls").click().run())
+    working = at.session_state[state.WORKING_PROFILE]
+    tested, report = at.session_state[state.CONTROLS]
+    assert tested == working.content_hash() and report.profiles["profile"] == working
+    assert (
+        report.results["profile"].summary()["steered_accuracy"]
+        == at.session_state[state.EVALUATION][1].summary()["steered_accuracy"]
+    )  # Evaluate and the Controls' profile row agree
+    assert report.profiles["random-directions"].setting(first).scale == 0.5  # dialled like the profile
+    named = [m.value for m in at.markdown if m.value.startswith("**Tested:**")]
+    assert len(named) == 2 and all(f"L{first} f{working.setting(first).feature} ×0\\.5" in n for n in named)
+    assert {s.split(" · ")[0] for s in stages if " · " in s} >= {
+        "profile",
+        "random-directions",
+        "shuffled-labels",
+        "random-features",
+    }
