@@ -17,7 +17,7 @@ if str(_ROOT) not in sys.path:  # `streamlit run` puts app/ on the path, not the
 import streamlit as st  # noqa: E402
 from streamlit.delta_generator import DeltaGenerator  # noqa: E402
 
-from app.ui import jobs, resources, state, widgets  # noqa: E402
+from app.ui import jobs, place, resources, state, widgets  # noqa: E402
 from app.ui.pages import PAGES  # noqa: E402
 from app.ui.text import md  # noqa: E402
 from corrsteer_core.presets import get_preset  # noqa: E402
@@ -64,6 +64,7 @@ def main() -> None:
     page = st.navigation(pages)
     widgets.keep_widget_state()
     jobs.finish_if_done()
+    place.restore()  # a reload or a shared link: reopen the run and profile the URL names
     summary = _sidebar()
     widgets.show_notices()
     widgets.job_panel()
@@ -72,6 +73,7 @@ def main() -> None:
     finally:  # also after st.stop() on a page
         with summary:
             _summary()
+        place.remember()
 
 
 main()

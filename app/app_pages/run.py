@@ -11,6 +11,7 @@ import streamlit as st
 
 from app.ui import jobs, resources, state, widgets, work
 from app.ui.pages import page_path
+from app.ui.profile_edit import steers_phrase
 from app.ui.task_form import TaskChoice, task_form
 from corrsteer_core.config import CollectConfig, OptimizeConfig, SelectConfig
 from corrsteer_core.errors import TaskError
@@ -141,11 +142,11 @@ def _method_form() -> tuple[dict[str, Any], dict[str, Any]]:
 def _on_selected(experiment: Experiment | None, result: Any) -> None:
     run, selection = result
     state.set_run(run.run_id, selection, experiment)
-    steered = ", ".join(str(s.layer) for s in selection.profile.enabled) or "none"
     state.notify(
         "success",
         f"Run {run.run_id}: {run.n} samples, {run.stats.n_correct} correct. "
-        f"Selected profile steers layers {steered}. Open Correlations to see why.",
+        f"Selected profile {steers_phrase([s.layer for s in selection.profile.enabled])}. "
+        "Open Correlations to see why.",
     )
     for note in selection.warnings:
         state.notify("warning", note)
@@ -225,9 +226,13 @@ def _saved_runs(preset: str, select: dict[str, Any], busy: bool) -> None:
         "Run to open",
         list(by_id),
         key=state.RUN_PICK,
-        format_func=lambda rid: f"{rid} ({_status(by_id[rid])})",
+        format_func=lambda rid: f"{rid} · {by_id[rid].task.name}",  # no status here: see below
     )
     complete = by_id[picked].complete
+    # The status is drawn fresh on every run beside the dropdown rather than inside its labels: a selectbox
+    # keeps showing the label it had when its options' labels change (streamlit#13788), so after Cancel and
+    # Resume it would still say "incomplete" of a run that is complete.
+    left.caption(f"Status: {_status(by_id[picked])} · {by_id[picked].n_done}/{by_id[picked].n_items} samples")
     right.markdown("&nbsp;")
     label = "Open with the method above" if complete else "Resume"
     if right.button(label, key="run_open", disabled=busy, icon=":material/folder_open:"):

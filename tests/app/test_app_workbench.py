@@ -16,12 +16,12 @@ def ran(at: AppTest) -> AppTest:
     return run_selection(at)
 
 
-def _other_candidate(at: AppTest) -> tuple[int, int]:
+def _other_candidate(at: AppTest, avoid: int | None = None) -> tuple[int, int]:
     """A (layer, feature) among the run's candidates that the profile does not steer."""
     frame = at.session_state[state.SELECTION].candidates_frame()
     steered = {(s.layer, s.feature) for s in at.session_state[state.WORKING_PROFILE].layers}
     for layer, feature in zip(frame["layer"].astype(int), frame["feature"].astype(int), strict=True):
-        if (layer, feature) not in steered:
+        if (layer, feature) not in steered and layer != avoid:
             return layer, feature
     raise AssertionError("every candidate is already steered")
 
@@ -159,3 +159,47 @@ def test_controls_test_the_profile_as_edited_name_it_and_say_which_runs(
         "shuffled-labels",
         "random-features",
     }
+
+
+def test_reload_reopens_the_same_run_page_and_edited_profile(ran: AppTest) -> None:
+    from tests.app.conftest import APP
+
+    at = ran
+    go(at, "steer")
+    first = at.session_state[state.WORKING_PROFILE].layers[0].layer
+    ok(next(s for s in at.slider if s.label.startswith(f"L{first} ·")).set_value(0.5).run())
+    layer, feature = _other_candidate(at, avoid=first)
+    at.selectbox(key=profile_builder.ADD_LAYER).set_value(layer)
+    at.number_input(key=profile_builder.ADD_FEATURE).set_value(feature)
+    ok(button(at, "Add to profile").click().run())
+    ok(at.run())
+    edited = at.session_state[state.WORKING_PROFILE]
+    params = dict(at.query_params)
+    assert params["run"] == at.session_state[state.RUN_ID] and params["variant"] == "A"
+
+    fresh = AppTest.from_file(str(APP), default_timeout=120)  # a reload: a new session with the same URL
+    for key, value in params.items():
+        fresh.query_params[key] = value
+    fresh.switch_page("app_pages/steer.py")
+    ok(fresh.run())
+    assert fresh.title[0].value == "Steer"
+    assert fresh.session_state[state.RUN_ID] == at.session_state[state.RUN_ID]
+    rebuilt = fresh.session_state[state.WORKING_PROFILE]
+    assert rebuilt.content_hash() == edited.content_hash()
+    assert rebuilt.setting(first).scale == 0.5 and rebuilt.setting(layer).feature == feature
+
+    broken = AppTest.from_file(str(APP), default_timeout=120)  # a mangled link: a notice, an empty session
+    broken.query_params["run"] = "../../etc"
+    ok(broken.run())
+    assert state.RUN_ID not in broken.session_state
+    assert any("could not be reopened" in w for w in shown(broken.warning))
+
+
+def test_run_status_is_fresh_and_an_empty_upload_keeps_the_form(ran: AppTest) -> None:
+    at = ran
+    assert any("Status: complete" in c.value for c in at.caption)
+    at.file_uploader(key=state.RUN_UPLOAD).set_value(("empty.csv", b"", "text/csv"))
+    ok(at.run())
+    assert any("empty.csv is empty" in e for e in errors(at))
+    assert any(h.value == "Splits" for h in at.subheader) and any(h.value == "Saved runs" for h in at.subheader)
+    assert next(b for b in at.button if b.label == "Run selection").disabled
