@@ -203,3 +203,27 @@ def test_run_status_is_fresh_and_an_empty_upload_keeps_the_form(ran: AppTest) ->
     assert any("empty.csv is empty" in e for e in errors(at))
     assert any(h.value == "Splits" for h in at.subheader) and any(h.value == "Saved runs" for h in at.subheader)
     assert next(b for b in at.button if b.label == "Run selection").disabled
+
+
+def test_saving_never_replaces_a_profile_without_asking(ran: AppTest) -> None:
+    from corrsteer_core import profile_store
+
+    at = ran
+    go(at, "profiles")
+    first = at.text_input(key=state.PROFILES_NAME).value
+    assert at.session_state[state.RUN_ID] in first  # the run is part of the default name
+    ok(button(at, "Save to the library").click().run())
+    assert first in profile_store.saved_profiles()
+    second = at.text_input(key=state.PROFILES_NAME).value
+    assert second != first and second not in profile_store.saved_profiles()  # a fresh default: unique again
+    at.text_input(key=state.PROFILES_NAME).set_value(first)
+    ok(button(at, "Save to the library").click().run())
+    assert any("already in the library" in w for w in shown(at.warning))
+    before = profile_store.saved_profiles()[first].read_bytes()
+    ok(button(at, "Keep both").click().run())
+    assert f"{first}-2" in profile_store.saved_profiles()
+    assert profile_store.saved_profiles()[first].read_bytes() == before
+    at.text_input(key=state.PROFILES_NAME).set_value(first)
+    ok(button(at, "Save to the library").click().run())
+    ok(button(at, f"Replace {first}").click().run())
+    assert any(f"Saved as {first}.json" in s for s in shown(at.success))
