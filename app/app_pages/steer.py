@@ -14,7 +14,8 @@ from app.ui.evaluation_view import show_controls, show_evaluation, show_saved, s
 from app.ui.profile_builder import builder_section, strength_sliders
 from app.ui.profile_edit import describe_profile
 from app.ui.steer_table import PRESETS, apply_frame, preset_layers, settings_frame
-from app.ui.text import diff_html, md
+from app.ui.text import md
+from app.ui.try_view import try_section
 from corrsteer_core.config import GenerateConfig
 from corrsteer_core.errors import CorrSteerError
 from corrsteer_core.profile import SteeringProfile
@@ -120,60 +121,6 @@ def _layers_section(ctx: Context, base: SteeringProfile) -> SteeringProfile:
     return working
 
 
-def _try_inputs(ctx: Context) -> tuple[str, int, Any | None]:
-    """(prompt, max new tokens, test item or None) chosen by the user."""
-    widgets.defaults(
-        {state.STEER_MODE: "Free prompt", state.STEER_PROMPT: "What is the capital of France?",
-         state.STEER_MAX_NEW: 48, state.STEER_LIVE: True}
-    )  # fmt: skip
-    modes = ["Free prompt", "Test item"] if ctx.splits is not None else ["Free prompt"]
-    if st.session_state[state.STEER_MODE] not in modes:
-        st.session_state[state.STEER_MODE] = modes[0]
-    mode = st.radio("Input", modes, key=state.STEER_MODE, horizontal=True, label_visibility="collapsed")
-    if mode == "Free prompt" or ctx.splits is None:
-        prompt = st.text_area("Prompt", key=state.STEER_PROMPT, height=90)
-        max_new = st.number_input("Max new tokens", min_value=1, max_value=512, key=state.STEER_MAX_NEW)
-        return prompt, int(max_new), None
-    by_id = {it.id: it for it in (list(ctx.splits.test) or list(ctx.splits.validation))}
-    picked = st.selectbox(
-        "Test item", list(by_id), key=state.STEER_ITEM, format_func=lambda i: f"{i}: {by_id[i].prompt[:90]!r}"
-    )
-    return by_id[picked].prompt, 0, by_id[picked]
-
-
-def _try_section(ctx: Context, working: SteeringProfile) -> None:
-    st.subheader("Try it")
-    prompt, max_new, item = _try_inputs(ctx)
-    live = st.checkbox("Regenerate when the settings change", key=state.STEER_LIVE)
-    previous = state.get(state.TRY_RESULT)
-    outdated = previous is not None and previous["hash"] != working.content_hash() and previous["prompt"] == prompt
-    if st.button("Generate", type="primary", key="steer_generate", icon=":material/bolt:") or (live and outdated):
-        with st.spinner("Generating unsteered and steered…"), widgets.show_errors():
-            if item is None:
-                result = work.try_prompt(ctx.loaded, ctx.saes, working, prompt, max_new, previous)
-            else:
-                result = work.try_item(ctx.loaded, ctx.saes, working, ctx.task, item, ctx.gen)
-            state.put(state.TRY_RESULT, result)
-    _show_try(state.get(state.TRY_RESULT), working)
-
-
-def _show_try(result: dict[str, Any] | None, working: SteeringProfile) -> None:
-    if not result:
-        return
-    if result["hash"] != working.content_hash():
-        st.caption("Generated with an earlier version of the settings: press Generate to update.")
-    left, right = st.columns(2)
-    verdict = lambda key: "" if key not in result else (" ✓ correct" if result[key] else " ✗ wrong")  # noqa: E731
-    left.markdown(f"**Unsteered**{verdict('base_correct')}")
-    left.markdown(diff_html(result["base"], result["steered"], "before"), unsafe_allow_html=True)
-    right.markdown(f"**Steered**{verdict('steered_correct')}")
-    right.markdown(diff_html(result["base"], result["steered"], "after"), unsafe_allow_html=True)
-    if "target" in result:
-        st.caption(f"Target: {md(repr(result['target']))}")
-    if result["base"] == result["steered"]:
-        st.caption("Steering did not change this generation.")
-
-
 def _halves_key(task: Any) -> str | None:
     """The metadata that splits results into halves: a paired task's pair key (language, safety), else the
     first metadata column of an uploaded task (its strata), else none."""
@@ -260,6 +207,6 @@ with widgets.show_errors(stop=True):
 working_profile = _layers_section(context, base_profile)
 state.put(state.BASE_PROFILE, working_profile)  # edits persist when the user visits another page
 state.put(state.WORKING_PROFILE, working_profile)
-_try_section(context, working_profile)
+try_section(context, working_profile)
 _evaluate_section(context, working_profile)
 _controls_section(context, working_profile)

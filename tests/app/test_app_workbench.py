@@ -227,3 +227,41 @@ def test_saving_never_replaces_a_profile_without_asking(ran: AppTest) -> None:
     ok(button(at, "Save to the library").click().run())
     ok(button(at, f"Replace {first}").click().run())
     assert any(f"Saved as {first}.json" in s for s in shown(at.success))
+
+
+def test_readable_comparison_on_request_with_sampling_and_flags(ran: AppTest) -> None:
+    from app.ui import try_view
+
+    at = ran
+    go(at, "steer")
+    assert not at.checkbox(key=state.STEER_LIVE).value  # generation on request by default
+    at.text_area(key=state.STEER_PROMPT).set_value("say <b>hi</b> **now**")
+    ok(button(at, "Generate").click().run())  # streamed: one greedy reply each
+    tried = at.session_state[state.TRY_RESULT]
+    working = at.session_state[state.WORKING_PROFILE]
+    assert tried["hash"] == working.content_hash() and tried["prompt"] == "say <b>hi</b> **now**"
+    assert any(t.value == "say <b>hi</b> **now**" for t in at.text)  # the prompt above the replies, as text
+    assert all("<b>" not in m.value and "<del" not in m.value for m in at.markdown)  # inert, nothing struck
+    first = working.layers[0].layer
+    ok(next(s for s in at.slider if s.label.startswith(f"L{first} ·")).set_value(0.0).run())
+    assert at.session_state[state.TRY_RESULT] == tried  # an edit does not cost a generation
+    assert any("earlier version of the settings" in c.value for c in at.caption)
+
+    at.number_input(key=try_view.TEMPERATURE).set_value(1.5)
+    at.number_input(key=try_view.SAMPLES).set_value(3)
+    ok(button(at, "Generate").click().run())
+    sampled = at.session_state[state.TRY_RESULT]
+    assert len(sampled["base_samples"]) == 3 and len(sampled["steered_samples"]) == 3
+    assert "temperature 1.5" in sampled["sampling"] and any(m.value == "Sample 3 of 3" for m in at.markdown)
+    ok(button(at, "Generate").click().run())
+    assert at.session_state[state.TRY_RESULT]["steered_samples"] == sampled["steered_samples"]  # same seed
+
+    degenerate = dict(sampled, base="", steered="a a a a a a a a a a a a", base_samples=None, steered_samples=None)
+    at.session_state[state.TRY_RESULT] = degenerate
+    ok(at.run())
+    assert sum("Degenerate reply" in w for w in shown(at.warning)) == 2
+
+    at.radio(key=state.STEER_MODE).set_value("Test item").run()
+    ok(button(at, "Generate").click().run())
+    item = at.session_state[state.TRY_RESULT]
+    assert any(t.value == item["prompt"] for t in at.text) and "base_correct" in item
