@@ -15,6 +15,7 @@ from app.ui.profile_builder import builder_section, strength_sliders
 from app.ui.profile_edit import describe_profile
 from app.ui.steer_table import PRESETS, apply_frame, preset_layers, settings_frame
 from app.ui.text import md
+from app.ui.timing import estimate_seconds, estimate_text
 from app.ui.try_view import try_section
 from corrsteer_core.config import GenerateConfig
 from corrsteer_core.errors import CorrSteerError
@@ -121,6 +122,16 @@ def _layers_section(ctx: Context, base: SteeringProfile) -> SteeringProfile:
     return working
 
 
+def _estimate(ctx: Context, generations: int, what: str) -> float | None:
+    """Show what a button will cost (replies x tokens at this machine's speed); return the seconds."""
+    if ctx.task is None:
+        return None
+    max_new = ctx.gen.max_new_tokens or ctx.task.max_new_tokens
+    speed = resources.generation_speed(st.session_state[state.PRESET], ctx.gen.batch_size)
+    st.caption(md(f"{what}: {estimate_text(generations, max_new, speed)}; replies already cached cost nothing."))
+    return estimate_seconds(generations, max_new, speed)
+
+
 def _halves_key(task: Any) -> str | None:
     """The metadata that splits results into halves: a paired task's pair key (language, safety), else the
     first metadata column of an uploaded task (its strata), else none."""
@@ -138,13 +149,13 @@ def _evaluate_section(ctx: Context, working: SteeringProfile) -> None:
            f"{describe_profile(working)}")
     )  # fmt: skip
     c = st.columns([1, 2, 1])
+    seconds = _estimate(ctx, 2 * len(test), "Evaluate")
     if c[0].button(
         "Evaluate", type="primary", key="steer_evaluate", disabled=ctx.busy, icon=":material/fact_check:"
     ):
         job = partial(work.evaluate_work, ctx.loaded, ctx.saes, ctx.task, test, working, ctx.gen)
-        jobs.start(
-            "Evaluating on the test split", job, partial(_store, state.EVALUATION, now, describe_profile(working))
-        )
+        store = partial(_store, state.EVALUATION, now, describe_profile(working))
+        jobs.start("Evaluating on the test split", job, store, seconds)
     widgets.defaults({state.STEER_SCALES: "0, 0.5, 1, 1.5, 2"})
     scales_text = c[1].text_input("Scales for the sweep", key=state.STEER_SCALES, label_visibility="collapsed")
     if c[2].button("Scale sweep", key="steer_sweep", disabled=ctx.busy, icon=":material/show_chart:"):
@@ -176,11 +187,14 @@ def _controls_section(ctx: Context, working: SteeringProfile) -> None:
         st.info("Controls need the run's task and a test split.")
         return
     now = working.content_hash()
+    select = working.provenance.select
+    searched = len(ctx.splits.validation) * (len(working.layers) + 1) if select and select.variant in "PO" else 0
+    seconds = _estimate(ctx, 4 * 2 * len(ctx.splits.test) + 3 * searched, "Controls")
     if st.button("Run controls", key="steer_controls", disabled=ctx.busy, icon=":material/science:"):
         with widgets.show_errors():
             run = resources.collection(run_id)
             job = partial(work.controls_work, ctx.loaded, ctx.saes, run, ctx.task, ctx.splits, working, ctx.gen)
-            jobs.start("Controls", job, partial(_store, state.CONTROLS, now, describe_profile(working)))
+            jobs.start("Controls", job, partial(_store, state.CONTROLS, now, describe_profile(working)), seconds)
     if (controls := state.get(state.CONTROLS)) is not None:
         _tested(state.CONTROLS)
         show_controls(controls[1], stale=controls[0] != now, paired_key=_halves_key(ctx.task))

@@ -265,3 +265,39 @@ def test_readable_comparison_on_request_with_sampling_and_flags(ran: AppTest) ->
     ok(button(at, "Generate").click().run())
     item = at.session_state[state.TRY_RESULT]
     assert any(t.value == item["prompt"] for t in at.text) and "base_correct" in item
+
+
+def test_time_estimates_and_eta() -> None:
+    import time
+
+    from app.ui import timing, widgets
+    from app.ui.jobs import Job
+
+    assert (
+        timing.duration(42) == "42 s"
+        and timing.duration(200) == "3 min 20 s"
+        and timing.duration(3900) == "1 h 05 min"
+    )
+    assert timing.estimate_seconds(32, 10, 80.0) == 4.0
+    assert "~4 s" in timing.estimate_text(32, 10, 80.0) and "32 replies × up to 10 tokens" in timing.estimate_text(
+        32, 10, 80.0
+    )
+    assert timing.eta_seconds(10.0, 0, 5) is None and timing.eta_seconds(10.0, 2, 6) == 20.0
+    job = Job(label="x", work=lambda p: None, on_done=lambda r: None, estimate=90.0)
+    assert job.eta() is None and "estimated 1 min 2" in widgets._eta(job)
+    job.progress("collect", 0, 4)
+    time.sleep(0.2)
+    job.progress("collect", 1, 4)
+    eta = job.eta()
+    assert eta is not None and 0.4 < eta < 3.0 and "left in this stage" in widgets._eta(job)
+    job.progress("select", 0, 2)  # a new stage starts its own pace
+    assert job.eta() is None
+
+
+def test_estimated_cost_is_shown_before_long_jobs(ran: AppTest) -> None:
+    at = ran
+    assert any("Estimated cost: at most" in c.value and "tokens/s measured here" in c.value for c in at.caption)
+    go(at, "steer")
+    costs = [c.value for c in at.caption if "Estimated cost" in c.value]
+    assert any(c.startswith("Evaluate") and "48 replies" in c for c in costs), costs  # 24 test items, twice
+    assert any(c.startswith("Controls") for c in costs)
