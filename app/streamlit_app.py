@@ -19,6 +19,7 @@ from streamlit.delta_generator import DeltaGenerator  # noqa: E402
 
 from app.ui import jobs, place, resources, state, widgets  # noqa: E402
 from app.ui.pages import PAGES  # noqa: E402
+from app.ui.profile_edit import steers_phrase  # noqa: E402
 from app.ui.text import md  # noqa: E402
 from corrsteer_core.presets import get_preset  # noqa: E402
 
@@ -53,9 +54,9 @@ def _summary() -> None:
             st.caption(md(experiment.label))
     profile = state.get(state.WORKING_PROFILE)
     if profile is not None:
-        layers = ", ".join(str(s.layer) for s in profile.enabled) or "none"
+        steering = steers_phrase([s.layer for s in profile.enabled], "steering")
         st.markdown(f"**Profile** {md(profile.name) if profile.name else '(unnamed)'}")
-        st.caption(f"steering layers {layers} · global scale {profile.global_scale:g}")
+        st.caption(f"{steering} · global scale {profile.global_scale:g}")
 
 
 def main() -> None:

@@ -20,12 +20,17 @@ from corrsteer_core.experiment import Experiment, SplitSpec
 from corrsteer_core.metadata import RunMeta
 from corrsteer_core.presets import get_preset
 
-VARIANTS = {
-    "A": "A · top feature of every layer, all at once (the reference headline)",
-    "S": "S · the single most correlated feature, alone",
-    "P": "P · A pruned: keep layers that help alone on validation",
-    "O": "O · joint search of layers and scales on validation",
+VARIANTS = {  # short labels (the dropdown cuts long ones off); the full descriptions are in its help
+    "A": "A · every layer's top feature",
+    "S": "S · the single best feature",
+    "P": "P · A pruned on validation",
+    "O": "O · joint search on validation",
 }
+VARIANT_HELP = (
+    "A: the top feature of every layer, all at once (the reference headline). S: the single most correlated "
+    "feature, alone. P: A pruned, keeping the layers that help alone on validation. O: a joint search of layers "
+    "and scales on validation."
+)
 SELECTORS = {
     "corr": "corr · Pearson r (CorrSteer)",
     "mi": "mi · mutual information (SPARE)",
@@ -82,7 +87,11 @@ def _method_form() -> tuple[dict[str, Any], dict[str, Any]]:
     st.subheader("Method")
     c = st.columns([2, 2, 1])
     variant: str = c[0].selectbox(
-        "Variant", list(VARIANTS.keys()), format_func=lambda v: VARIANTS[v], key=state.RUN_VARIANT
+        "Variant",
+        list(VARIANTS.keys()),
+        format_func=lambda v: VARIANTS[v],
+        key=state.RUN_VARIANT,
+        help=VARIANT_HELP,
     )
     selector: str = c[1].selectbox(
         "Selector", list(SELECTORS.keys()), format_func=lambda v: SELECTORS[v], key=state.RUN_SELECTOR

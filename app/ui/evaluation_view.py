@@ -11,6 +11,7 @@ from app.ui import figures
 from app.ui.text import md
 
 __all__ = [
+    "accuracy_delta",
     "format_summary",
     "halves_frame",
     "saved_evaluations_frame",
@@ -42,6 +43,11 @@ def format_summary(summary: dict[str, Any]) -> dict[str, str]:
         "changed": f"{summary['changed']} of {summary['n']}",
         "p_value": f"{summary['p_value']:.3g}",
     }
+
+
+def accuracy_delta(diff: float) -> str | None:
+    """The metric's delta: none at all for a change that rounds to zero (never a green "+0.0 %")."""
+    return None if round(diff * 1000) == 0 else f"{diff:+.1%}"
 
 
 def halves_frame(groups: list[dict[str, Any]], key: str, condition: str | None = None) -> pd.DataFrame:
@@ -80,7 +86,7 @@ def show_evaluation(result: Any, stale: bool, paired_key: str | None = None) -> 
     if stale:
         st.caption("These numbers are for an earlier version of the profile; evaluate again to update them.")
     c = st.columns(4)
-    c[0].metric("Accuracy (unsteered → steered)", text["accuracy"], f"{summary['diff']:+.1%}")
+    c[0].metric("Accuracy (unsteered → steered)", text["accuracy"], accuracy_delta(summary["diff"]))
     c[1].metric("POS / NEG", text["pos_neg"], help="POS: items that went wrong → right; NEG: right → wrong.")
     c[2].metric("Side Effect Ratio", text["ser"], help="SER = NEG / (NEG + POS): the share of flips that hurt.")
     c[3].metric("McNemar p", text["p_value"], help="Exact two-sided test on the flipped items.")

@@ -63,11 +63,11 @@ def with_layer_values(
     return profile.with_setting(dataclasses.replace(setting, **changes))
 
 
-def steers_phrase(layers: list[int] | tuple[int, ...]) -> str:
-    """ "steers layer 20", "steers layers 3, 5", "steers no layer"."""
+def steers_phrase(layers: list[int] | tuple[int, ...], verb: str = "steers") -> str:
+    """ "steers layer 20", "steers layers 3, 5", "steers no layer" (``verb`` e.g. "steering")."""
     if not layers:
-        return "steers no layer"
-    return ("steers layer " if len(layers) == 1 else "steers layers ") + ", ".join(str(k) for k in layers)
+        return f"{verb} no layer"
+    return f"{verb} layer{'s' if len(layers) > 1 else ''} " + ", ".join(str(k) for k in layers)
 
 
 def describe_profile(profile: SteeringProfile) -> str:

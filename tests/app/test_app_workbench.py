@@ -301,3 +301,25 @@ def test_estimated_cost_is_shown_before_long_jobs(ran: AppTest) -> None:
     costs = [c.value for c in at.caption if "Estimated cost" in c.value]
     assert any(c.startswith("Evaluate") and "48 replies" in c for c in costs), costs  # 24 test items, twice
     assert any(c.startswith("Controls") for c in costs)
+
+
+def test_small_things_a_newcomer_hit(ran: AppTest) -> None:
+    from pathlib import Path
+
+    from app.ui.evaluation_view import accuracy_delta
+    from app.ui.profile_edit import steers_phrase
+
+    at = ran
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert "corrsteer app --port" in readme
+    assert steers_phrase([20]) == "steers layer 20" and steers_phrase([3, 5]) == "steers layers 3, 5"
+    assert steers_phrase([], "steering") == "steering no layer"
+    assert any("Selected profile steers layer" in s for s in shown(at.success))
+    variant = at.selectbox(key=state.RUN_VARIANT)
+    assert all(len(label) <= 32 for label in variant.options)  # short enough for the dropdown
+    assert accuracy_delta(0.0) is None and accuracy_delta(0.0004) is None and accuracy_delta(0.05) == "+5.0%"
+    go(at, "steer")
+    ok(button(at, "None").click().run())  # nothing steered: the same replies, a change of exactly zero
+    ok(button(at, "Evaluate").click().run())
+    metric = next(m for m in at.metric if m.label == "Accuracy (unsteered → steered)")
+    assert at.session_state[state.EVALUATION][1].effects.diff == 0 and not metric.delta  # no "+0.0 %"
