@@ -33,13 +33,21 @@ if candidates.empty:
 chosen = {(s.layer, s.feature) for s in selection.profile.layers}
 pairs = list(zip(candidates["layer"].astype(int), candidates["feature"].astype(int), strict=True))
 explanations = resources.cached_explanations(preset, pairs)
+chance = resources.chance_levels(run_id)
 event = st.plotly_chart(
-    figures.candidate_heatmap(candidates, explanations, chosen),
+    figures.candidate_heatmap(candidates, explanations, chosen, chance=chance, layers=run.layers, n_samples=run.n),
     key=state.CORR_HEATMAP,
     on_select="rerun",
     selection_mode="points",
     config={"displaylogo": False},
 )
+if chance:
+    beat = [s.layer for s in selection.profile.layers if s.r is not None and s.r > chance.get(s.layer, -1.0)]
+    st.caption(
+        f"Chance: with labels shuffled, the best feature of a layer reaches r = {min(chance.values()):.2f} … "
+        f"{max(chance.values()):.2f} on these {run.n} samples. {len(beat)} of {len(selection.profile.layers)} "
+        "selected features beat their layer's chance level; a candidate that does not may be noise."
+    )
 clicked = figures.clicked_feature(event.selection if event else None)
 if clicked is not None:
     state.put(state.FOCUS, clicked)

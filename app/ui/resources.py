@@ -228,5 +228,20 @@ def norm_table(preset: str, profile: SteeringProfile, run_id: str) -> pd.DataFra
     return norm_diagnostics(profile, saes(preset), collection(run_id).resid_norm)
 
 
+@st.cache_data(show_spinner=False, max_entries=16)
+def chance_levels(run_id: str) -> dict[int, float]:
+    """Per layer, the top r any feature reaches against shuffled labels in this run (the selection's own
+    shuffled-label selector): what noise gives at this sample size. Empty when no feature has r > 0 there."""
+    from corrsteer_core.config import SelectConfig
+    from corrsteer_core.errors import SelectionError
+    from corrsteer_core.ranking import rank_candidates
+
+    try:
+        ranked, _ = rank_candidates(collection(run_id), SelectConfig(selector="shuffled", k=1))
+    except SelectionError:
+        return {}
+    return {cands[0].layer: float(cands[0].r) for cands in ranked if cands}
+
+
 def class_evidence_for(run_id: str, layer: int, feature: int) -> ClassEvidence:
     return class_evidence(collection(run_id), layer, feature)

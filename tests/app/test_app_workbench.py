@@ -323,3 +323,20 @@ def test_small_things_a_newcomer_hit(ran: AppTest) -> None:
     ok(button(at, "Evaluate").click().run())
     metric = next(m for m in at.metric if m.label == "Accuracy (unsteered → steered)")
     assert at.session_state[state.EVALUATION][1].effects.diff == 0 and not metric.delta  # no "+0.0 %"
+
+
+def test_heatmap_is_fitted_to_the_data_with_the_chance_level(ran: AppTest) -> None:
+    at = ran
+    go(at, "correlations")
+    run = at.session_state[state.SELECTION]
+    chart = at.get("plotly_chart")[0]
+    import json as _json
+
+    spec = _json.loads(chart.proto.spec)
+    squares, diamonds = spec["data"][0], spec["data"][1]
+    r = run.candidates_frame()["r"]
+    assert squares["marker"]["cmax"] >= r.max() and squares["marker"]["cmin"] <= r.min()
+    assert diamonds["name"] == "chance" and len(diamonds["y"]) >= 1
+    layers = sorted(int(k) for k in spec["layout"]["yaxis"]["tickvals"])
+    assert layers == [0, 1, 2, 3]  # the tiny model's layers and no others
+    assert any(c.value.startswith("Chance: with labels shuffled") for c in at.caption)
