@@ -197,7 +197,12 @@ def test_reload_reopens_the_same_run_page_and_edited_profile(ran: AppTest) -> No
 
 def test_run_status_is_fresh_and_an_empty_upload_keeps_the_form(ran: AppTest) -> None:
     at = ran
-    assert any("Status: complete" in c.value for c in at.caption)
+    from corrsteer_core.runs import list_runs
+
+    picked = at.selectbox(key=state.RUN_PICK).value
+    meta = next(r for r in list_runs() if r.run_id == picked)
+    expected = "complete" if meta.complete else "incomplete (resumable)"
+    assert any(c.value.startswith(f"Status: {expected} ·") for c in at.caption)  # read fresh from disk
     at.file_uploader(key=state.RUN_UPLOAD).set_value(("empty.csv", b"", "text/csv"))
     ok(at.run())
     assert any("empty.csv is empty" in e for e in errors(at))
