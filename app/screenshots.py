@@ -116,7 +116,7 @@ def _open_run(page: Any, run_id: str | None = None) -> bool:
 
 def _fill_steer(page: Any, evaluate: bool) -> None:
     """Show results on the Steer page: a generation, and (slow on a real model) the test evaluation and sweep."""
-    generate = page.get_by_role("button", name="Generate")
+    generate = page.get_by_role("button", name="Generate", exact=True)
     if generate.count():
         generate.first.click()
         time.sleep(2)  # let the run start before waiting for it to end

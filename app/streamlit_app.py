@@ -17,8 +17,9 @@ if str(_ROOT) not in sys.path:  # `streamlit run` puts app/ on the path, not the
 import streamlit as st  # noqa: E402
 from streamlit.delta_generator import DeltaGenerator  # noqa: E402
 
-from app.ui import jobs, resources, state, widgets  # noqa: E402
+from app.ui import jobs, place, resources, state, widgets  # noqa: E402
 from app.ui.pages import PAGES  # noqa: E402
+from app.ui.profile_edit import steers_phrase  # noqa: E402
 from app.ui.text import md  # noqa: E402
 from corrsteer_core.presets import get_preset  # noqa: E402
 
@@ -53,9 +54,9 @@ def _summary() -> None:
             st.caption(md(experiment.label))
     profile = state.get(state.WORKING_PROFILE)
     if profile is not None:
-        layers = ", ".join(str(s.layer) for s in profile.enabled) or "none"
+        steering = steers_phrase([s.layer for s in profile.enabled], "steering")
         st.markdown(f"**Profile** {md(profile.name) if profile.name else '(unnamed)'}")
-        st.caption(f"steering layers {layers} · global scale {profile.global_scale:g}")
+        st.caption(f"{steering} · global scale {profile.global_scale:g}")
 
 
 def main() -> None:
@@ -64,6 +65,7 @@ def main() -> None:
     page = st.navigation(pages)
     widgets.keep_widget_state()
     jobs.finish_if_done()
+    place.restore()  # a reload or a shared link: reopen the run and profile the URL names
     summary = _sidebar()
     widgets.show_notices()
     widgets.job_panel()
@@ -72,6 +74,7 @@ def main() -> None:
     finally:  # also after st.stop() on a page
         with summary:
             _summary()
+        place.remember()
 
 
 main()

@@ -60,24 +60,6 @@ SIZES: dict[str, dict[str, Any]] = {
 SELECTOR_CONDITIONS = ("mi", "fisher", "caa", "random", "shuffled")
 
 
-def _group_rows(result: EvaluationResult, key: str | None) -> list[dict[str, Any]]:
-    if key is None or f"meta_{key}" not in result.table:
-        return []
-    rows = []
-    for value, part in result.table.groupby(f"meta_{key}"):
-        rows.append(
-            {
-                "group": str(value),
-                "n": len(part),
-                "base_accuracy": float(part["base_correct"].mean()),
-                "steered_accuracy": float(part["steered_correct"].mean()),
-                "pos": int((part["change"] == "wrong→right").sum()),
-                "neg": int((part["change"] == "right→wrong").sum()),
-            }
-        )
-    return rows
-
-
 def _extra_rows(task: Any, items: Any, result: EvaluationResult) -> list[dict[str, Any]]:
     """Secondary measures of the same generations (e.g. the number's correctness on ``format``)."""
     rows = []
@@ -197,7 +179,7 @@ def run_task(name: str, conditions: list[str], seed: int, args: argparse.Namespa
                     "condition": condition,
                     "layers": len(profile.enabled),
                     "cum_rel_norm": cumulative_relative_norm(diag),
-                    "groups": _group_rows(result, task.paired_key),
+                    "groups": result.groups(task.paired_key),
                     "extra": _extra_rows(task, splits.test, result),
                     "validation": _asdict(profile.provenance.validation),
                     "kept_layers": profile.provenance.kept_layers,

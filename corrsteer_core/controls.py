@@ -29,7 +29,7 @@ from corrsteer_core.significance import SideEffects, side_effects
 from corrsteer_core.tasks.base import Task, TaskItem
 from corrsteer_core.variants import SOURCES, select_profile
 
-__all__ = ["CONTROLS", "ControlReport", "head_to_head", "run_with_controls"]
+__all__ = ["CONTROLS", "ControlReport", "head_to_head", "run_with_controls", "with_edits_of"]
 
 CONTROLS = SOURCES[1:]  # every source but the selected features themselves
 
@@ -93,6 +93,19 @@ class ControlReport:
         )
 
 
+def with_edits_of(control: SteeringProfile, profile: SteeringProfile) -> SteeringProfile:
+    """``control`` dialled like the user dialled ``profile``: its global scale, and on every layer both steer,
+    that layer's scale and on/off switch (a control at the variant's own scales would test something else)."""
+    edits = {s.layer: s for s in profile.layers}
+    layers = tuple(
+        dataclasses.replace(s, scale=edits[s.layer].scale, enabled=edits[s.layer].enabled)
+        if s.layer in edits
+        else s
+        for s in control.layers
+    )
+    return dataclasses.replace(control, layers=layers, evaluation=None).with_global_scale(profile.global_scale)
+
+
 def run_with_controls(
     loaded: LoadedModel,
     saes: SAESet,
@@ -108,13 +121,15 @@ def run_with_controls(
     seed: int = 0,
     progress: Progress | None = None,
     on_condition: Callable[[str], None] | None = None,
+    match_edits: bool = False,
 ) -> ControlReport:
     """Test ``profile`` (default: the profile ``select`` builds from ``collection``) beside its controls.
 
     Each control is built from its own source with the same variant and settings (``select``, including O's
     search and budget), and every condition is evaluated on the same ``test_items``. Passing the profile as the
     user edited it makes the "profile" row exactly what they tested elsewhere. ``on_condition`` is told which
-    condition is being built and tested.
+    condition is being built and tested. ``match_edits`` gives every control the edits of ``profile`` (see
+    :func:`with_edits_of`), so that a profile the user scaled is compared with controls scaled alike.
     """
     select = select or (profile.provenance.select if profile is not None else None) or SelectConfig()
     unknown = set(controls) - set(CONTROLS)
@@ -134,6 +149,8 @@ def run_with_controls(
             built = select_profile(
                 collection, loaded, saes, cfg, validation=validation, gen=gen, progress=progress, source=source
             ).profile
+            if match_edits and profile is not None:
+                built = with_edits_of(built, profile)
         profiles[condition] = built
         results[condition] = evaluate_profile(
             loaded, saes, task, test_items, built, cfg=gen, progress=progress, label=condition

@@ -126,6 +126,28 @@ class EvaluationResult:
             "steered_degenerate": int(self.table["steered_degenerate"].sum()) if len(self.table) else 0,
         }
 
+    def groups(self, key: str | None) -> list[dict[str, Any]]:
+        """Accuracy and flips within each value of the items' metadata ``key``: the halves of a paired task
+        (``Task.paired_key``: French asked / English asked, harmful / benign). Empty when no item has ``key``."""
+        column = f"meta_{key}"
+        if key is None or column not in self.table:
+            return []
+        rows = []
+        for value, part in self.table.groupby(column, sort=True):
+            base, steered = float(part["base_correct"].mean()), float(part["steered_correct"].mean())
+            rows.append(
+                {
+                    "group": str(value),
+                    "n": len(part),
+                    "base_accuracy": base,
+                    "steered_accuracy": steered,
+                    "diff": steered - base,
+                    "pos": int((part["change"] == "wrong→right").sum()),
+                    "neg": int((part["change"] == "right→wrong").sum()),
+                }
+            )
+        return rows
+
     def flips(self, kind: str) -> pd.DataFrame:
         if kind not in CHANGE_LABELS:
             raise ConfigError(f"kind={kind!r} is not valid. Valid: {', '.join(CHANGE_LABELS)}")

@@ -1,15 +1,17 @@
-"""Batched, KV-cached greedy generation with exact knowledge of the generation positions.
+"""Batched, KV-cached generation (greedy, or sampled on request) with exact knowledge of the generation positions.
 
 Our own loop rather than ``model.generate`` so that every forward call is a known step: step 0 is the prefill
 (its last position predicts the first new token), step j >= 1 feeds generated token j back. A row stops at its
 first stop token, which is never fed back, so its generation positions are the steps before it. This makes
 batched left-padded generation give the same tokens as one-by-one generation and lets collection mask finished
-rows exactly.
+rows exactly. :class:`Sampling` (temperature, top-p, seed) replaces the argmax for free-form comparisons;
+evaluation and collection stay greedy.
 """
 
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,16 +20,63 @@ import torch
 from transformers.cache_utils import DynamicCache
 
 from corrsteer_core.errors import ConfigError
-from corrsteer_core.limits import check_new_tokens
+from corrsteer_core.limits import MAX_SAMPLES, MAX_TEMPERATURE, check_at_most, check_new_tokens
 
 __all__ = [
     "GenerationResult",
+    "Sampling",
     "check_context",
     "choice_token_ids",
     "encode_prompts",
     "greedy_generate",
     "stop_token_ids",
 ]
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How a free-form reply picks each token: ``temperature`` 0 is greedy (argmax); above 0, nucleus sampling
+    over the smallest set of tokens whose probability reaches ``top_p``, from a generator seeded with ``seed``
+    (the same seed gives the same replies). ``n_samples`` replies are drawn per prompt."""
+
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int = 0
+    n_samples: int = 1
+
+    def __post_init__(self) -> None:
+        if (
+            not isinstance(self.temperature, int | float)
+            or not math.isfinite(self.temperature)
+            or self.temperature < 0
+        ):
+            raise ConfigError(f"temperature must be a number >= 0, got {self.temperature!r}")
+        check_at_most("temperature", self.temperature, MAX_TEMPERATURE)
+        if not isinstance(self.top_p, int | float) or not 0 < self.top_p <= 1:
+            raise ConfigError(f"top_p must be in (0, 1], got {self.top_p!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**63:
+            raise ConfigError(f"seed must be an integer in 0..2**63-1, got {self.seed!r}")
+        if isinstance(self.n_samples, bool) or not isinstance(self.n_samples, int) or self.n_samples < 1:
+            raise ConfigError(f"n_samples must be a positive integer, got {self.n_samples!r}")
+        check_at_most("n_samples", self.n_samples, MAX_SAMPLES)
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+
+def _pick(logits: torch.Tensor, sampling: Sampling | None, generator: torch.Generator | None) -> torch.Tensor:
+    """Next token per row (batch,) from logits (batch, vocab)."""
+    if sampling is None or sampling.greedy:
+        return logits.argmax(dim=-1)
+    probs = torch.softmax(logits / sampling.temperature, dim=-1)
+    if sampling.top_p < 1:
+        sorted_probs, order = probs.sort(dim=-1, descending=True)
+        outside = sorted_probs.cumsum(dim=-1) - sorted_probs >= sampling.top_p  # the best token always stays
+        sorted_probs = sorted_probs.masked_fill(outside, 0.0)
+        probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
+    picked = torch.multinomial(probs.cpu(), 1, generator=generator)[:, 0]
+    return picked.to(logits.device)
 
 
 @dataclass
@@ -126,10 +175,13 @@ def greedy_generate(
     stop_ids: set[int] | None = None,
     allowed_token_ids: Sequence[int] | None = None,
     on_step: Callable[[int], None] | None = None,
+    sampling: Sampling | None = None,
+    on_tokens: Callable[[list[int]], None] | None = None,
 ) -> GenerationResult:
-    """Greedy decoding of a batch of token-id prompts (left-padded internally).
+    """Greedy decoding of a batch of token-id prompts (left-padded internally); sampled with ``sampling``.
 
     ``allowed_token_ids`` restricts every step to those tokens (constrained multiple-choice decoding).
+    ``on_tokens`` is handed each step's new token of every row (for streaming a reply as it is produced).
     """
     check_new_tokens(max_new_tokens)
     if not prompt_ids or any(len(p) == 0 for p in prompt_ids):
@@ -147,6 +199,9 @@ def greedy_generate(
     if allowed_token_ids is not None:
         allowed = torch.tensor(sorted(set(allowed_token_ids)), dtype=torch.long, device=device)
     stop_tensor = torch.tensor(sorted(stop_ids) or [-1], dtype=torch.long, device=device)
+    generator = None
+    if sampling is not None and not sampling.greedy:
+        generator = torch.Generator().manual_seed(sampling.seed)
 
     cache = {cache_keyword(model): DynamicCache(config=model.config)}
     out = model(
@@ -168,10 +223,12 @@ def greedy_generate(
             restricted = torch.full_like(logits, float("-inf"))
             restricted[:, allowed] = logits[:, allowed]
             logits = restricted
-        token = logits.argmax(dim=-1)
+        token = _pick(logits, sampling, generator)
         token = torch.where(done, torch.full_like(token, pad_id), token)
         generated = torch.cat([generated, token[:, None]], dim=1)
         done = done | torch.isin(token, stop_tensor)
+        if on_tokens is not None:  # -1 for a row that has stopped (its stop token is never part of the reply)
+            on_tokens([-1 if d else int(t) for t, d in zip(token.tolist(), done.tolist(), strict=True)])
         if bool(done.all()) or step == max_new_tokens - 1:
             break
         step_mask.append((~done).cpu())  # the token fed next is a generation position only for live rows

@@ -27,6 +27,8 @@ exhausts memory or time, and each number says why it is what it is:
 - ``MAX_MODEL_LAYERS`` 1024 and ``MAX_MODEL_WIDTH`` 131,072: ten times the deepest and eight times the widest
   open model (Llama-3.1-405B: 126 layers of 16,384); presets from a user's YAML and profiles from a file are
   held to them before anything is sized by them.
+- ``MAX_SAMPLES`` 16 and ``MAX_TEMPERATURE`` 10: replies sampled per prompt for a side-by-side comparison
+  (each is a row of the batch), and a temperature past which every token is near-uniform noise.
 - JSON nesting: Python's own recursion limit; deeper JSON is refused with :class:`ValueError` by
   :func:`loads_json` instead of a ``RecursionError`` escaping.
 """
@@ -48,10 +50,12 @@ __all__ = [
     "MAX_PROFILE_BYTES",
     "MAX_PROMPT_CHARS",
     "MAX_RELATIVE_NORM",
+    "MAX_SAMPLES",
     "MAX_SCALE",
     "MAX_STRATA",
     "MAX_TASK_FILE_BYTES",
     "MAX_TASK_ROWS",
+    "MAX_TEMPERATURE",
     "NEURONPEDIA_DEADLINE_S",
     "NEURONPEDIA_MAX_REDIRECTS",
     "NEURONPEDIA_MAX_REPLY_BYTES",
@@ -72,6 +76,8 @@ MAX_SCALE = 1e3
 MAX_RELATIVE_NORM = 100.0
 MAX_COLLECT_BINS = 256
 MAX_STRATA = 64
+MAX_SAMPLES = 16
+MAX_TEMPERATURE = 10.0
 MAX_MODEL_LAYERS = 1024
 MAX_MODEL_WIDTH = 1 << 17
 NEURONPEDIA_MAX_REPLY_BYTES = 16 * 2**20

@@ -6,7 +6,7 @@ unsteered generation also takes the lock so it never runs while someone else's h
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -14,7 +14,7 @@ import torch
 
 from corrsteer_core.config import GenerateConfig
 from corrsteer_core.errors import ProfileError
-from corrsteer_core.generation import check_context, choice_token_ids, encode_prompts, greedy_generate
+from corrsteer_core.generation import Sampling, check_context, choice_token_ids, encode_prompts, greedy_generate
 from corrsteer_core.hooks import add_to_residual
 from corrsteer_core.loading import LoadedModel
 from corrsteer_core.profile import SteeringProfile
@@ -71,15 +71,28 @@ def generate_texts(
     positions: str = "generation",
     max_new_tokens: int = 48,
     use_chat_template: bool | None = None,
+    sampling: Sampling | None = None,
+    on_tokens: Callable[[list[int]], None] | None = None,
 ) -> list[str]:
-    """Greedy replies to free-form prompts, steered by ``vectors`` when given."""
+    """Replies to free-form prompts, steered by ``vectors`` when given: greedy, or ``sampling.n_samples`` sampled
+    replies per prompt (prompt-major: all of prompt 1's, then prompt 2's ...); ``on_tokens``: see greedy_generate.
+    """
     if not prompts or any(not p.strip() for p in prompts):
         raise ProfileError("every prompt must contain some text")
     chat = loaded.use_chat_template if use_chat_template is None else use_chat_template
     ids = encode_prompts(loaded.tokenizer, list(prompts), chat)
     check_context(loaded.model, ids, max_new_tokens, [f"prompt {i + 1}" for i in range(len(ids))])
+    repeats = sampling.n_samples if sampling is not None and not sampling.greedy else 1
+    ids = [row for row in ids for _ in range(repeats)]
     with steering(loaded, vectors, positions):
-        return greedy_generate(loaded.model, loaded.tokenizer, ids, max_new_tokens=max_new_tokens).texts
+        return greedy_generate(
+            loaded.model,
+            loaded.tokenizer,
+            ids,
+            max_new_tokens=max_new_tokens,
+            sampling=sampling,
+            on_tokens=on_tokens,
+        ).texts
 
 
 def batch_inputs(

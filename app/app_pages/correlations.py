@@ -7,6 +7,7 @@ import streamlit as st
 
 from app.ui import figures, resources, state, widgets
 from app.ui.pages import page_path
+from app.ui.profile_builder import add_candidate
 from app.ui.text import md
 
 st.title("Correlations")
@@ -32,26 +33,38 @@ if candidates.empty:
 chosen = {(s.layer, s.feature) for s in selection.profile.layers}
 pairs = list(zip(candidates["layer"].astype(int), candidates["feature"].astype(int), strict=True))
 explanations = resources.cached_explanations(preset, pairs)
+chance = resources.chance_levels(run_id)
 event = st.plotly_chart(
-    figures.candidate_heatmap(candidates, explanations, chosen),
+    figures.candidate_heatmap(candidates, explanations, chosen, chance=chance, layers=run.layers, n_samples=run.n),
     key=state.CORR_HEATMAP,
     on_select="rerun",
     selection_mode="points",
     config={"displaylogo": False},
 )
+if chance:
+    beat = [s.layer for s in selection.profile.layers if s.r is not None and s.r > chance.get(s.layer, -1.0)]
+    st.caption(
+        f"Chance: with labels shuffled, the best feature of a layer reaches r = {min(chance.values()):.2f} … "
+        f"{max(chance.values()):.2f} on these {run.n} samples. {len(beat)} of {len(selection.profile.layers)} "
+        "selected features beat their layer's chance level; a candidate that does not may be noise."
+    )
 clicked = figures.clicked_feature(event.selection if event else None)
 if clicked is not None:
     state.put(state.FOCUS, clicked)
     st.switch_page(page_path("features"))
 
 with st.form(state.CORR_OPEN, border=False):
-    left, right = st.columns([3, 1])
+    left, middle, right = st.columns([3, 1, 1])
     labels = {f"layer {layer} · feature {feature}": (layer, feature) for layer, feature in pairs}
-    picked = left.selectbox("Or open a candidate", list(labels), key=state.CORR_PICK)
+    picked = left.selectbox("Or pick a candidate", list(labels), key=state.CORR_PICK)
+    middle.markdown("&nbsp;")
     right.markdown("&nbsp;")
-    if right.form_submit_button("Open in Features", icon=":material/search:"):
+    if middle.form_submit_button("Open in Features", icon=":material/search:"):
         state.put(state.FOCUS, labels[picked])
         st.switch_page(page_path("features"))
+    if right.form_submit_button("Add to the profile", icon=":material/add:"):
+        add_candidate(*labels[picked])
+        st.rerun()  # the notice and the grid's outlines follow the new profile
 
 st.subheader("Selected feature per layer")
 enabled = {s.layer for s in profile.enabled}

@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from app.ui import figures, resources, state, widgets
+from app.ui.profile_builder import add_candidate
 from app.ui.text import highlight_tokens_html, md, token_label
 from corrsteer_core.explain import OFFLINE_MESSAGE, FeatureLookup
 from corrsteer_core.presets import get_preset
@@ -114,6 +115,14 @@ def _any_feature(preset: str, run_id: str) -> None:
         if c.button("Open", key="features_any_open"):
             state.put(state.FOCUS, (int(layer), int(feature)))
             st.rerun()
+        c.button("Add to the profile", key="features_any_add", on_click=_add_any)
+
+
+def _add_any() -> None:
+    """Callback: the widgets' values now (callback arguments would be the previous run's)."""
+    add_candidate(
+        int(st.session_state[state.FEATURES_ANY_LAYER]), int(st.session_state[state.FEATURES_ANY_FEATURE])
+    )
 
 
 st.title("Features")
@@ -134,6 +143,18 @@ st.subheader("Feature detail")
 current = focus if focus is not None and focus in options else options[0]
 choice: Pair = st.selectbox("Feature", options, index=options.index(current), format_func=_label)
 state.put(state.FOCUS, choice)
+steered = {(s.layer, s.feature) for s in getattr(state.get(state.BASE_PROFILE), "layers", ())}
+if choice in steered:
+    st.caption(f"The profile steers {_label(choice)}.")
+else:
+    st.button(
+        f"Add {_label(choice)} to the profile",
+        key="features_add",
+        on_click=add_candidate,
+        args=choice,
+        icon=":material/add:",
+        help="It replaces that layer's feature in the profile on the Steer page, or adds the layer.",
+    )
 with widgets.show_errors():
     _any_feature(preset, run_id)
     _neuronpedia(lookups.get(choice))

@@ -16,6 +16,7 @@ from corrsteer_core.errors import CorrSteerError
 from corrsteer_core.profile import SteeringProfile, load_profile
 
 _CURRENT = "(current profile)"
+_CONFIRM = "profiles_confirm_replace"  # str: the library name the user is asked about replacing
 
 
 def _use(profile: SteeringProfile, message: str) -> None:
@@ -39,7 +40,8 @@ def _export_section() -> None:
     if current is None:
         st.info("No current profile: run a selection, or import one below.")
         return
-    name = st.text_input("Name", value=current.name or "profile", key=state.PROFILES_NAME)
+    widgets.defaults({state.PROFILES_NAME: _default_name(current)})
+    name = st.text_input("Name", key=state.PROFILES_NAME)
     with widgets.show_errors(stop=False):
         safe = profile_store.profile_file_name(name)
         profile = _for_export(current, safe)
@@ -65,8 +67,37 @@ def _export_section() -> None:
             key="profiles_dl_st",
         )
         if c[2].button("Save to the library", key="profiles_save", icon=":material/save:"):
-            path = profile_store.save_named_profile(profile, safe)
-            st.success(md(f"Saved as {path.name} in {path.parent}"))
+            if safe in profile_store.saved_profiles():
+                state.put(_CONFIRM, safe)  # never replace without asking
+            else:
+                _save(profile, safe)
+        if state.get(_CONFIRM) == safe:
+            _confirm_replace(profile, safe)
+
+
+def _default_name(profile: SteeringProfile) -> str:
+    """A name no saved profile has: the profile's own, with its run, made unique (``-2``, ``-3`` …)."""
+    run_id = profile.provenance.run_id
+    stem = profile.name or "profile"
+    if run_id and run_id not in stem:
+        stem = f"{stem}-{run_id}"
+    return profile_store.unique_profile_name(stem)
+
+
+def _save(profile: SteeringProfile, name: str, *, replace: bool = False) -> None:
+    path = profile_store.save_named_profile(profile, name, replace=replace)
+    state.drop(_CONFIRM, state.PROFILES_NAME)  # the next default name is unique again
+    state.notify("success", f"Saved as {path.name} in {path.parent}")
+    st.rerun()
+
+
+def _confirm_replace(profile: SteeringProfile, name: str) -> None:
+    st.warning(md(f"A profile named {name} is already in the library. Replace it?"), icon=":material/warning:")
+    a, b = st.columns(2)
+    if a.button(f"Replace {name}", key="profiles_replace", type="primary"):
+        _save(profile, name, replace=True)
+    if b.button("Keep both", key="profiles_keep_both"):
+        _save(profile, profile_store.unique_profile_name(name))
 
 
 def _check(profile_bytes: bytes) -> SteeringProfile:
@@ -101,7 +132,8 @@ def _import_section() -> None:
     )
     if c[1].button("Save to the library", key="profiles_save_import"):
         with widgets.show_errors():
-            path = profile_store.save_named_profile(profile, profile.name or uploaded.name.rsplit(".", 1)[0])
+            wanted = profile_store.unique_profile_name(profile.name or uploaded.name.rsplit(".", 1)[0])
+            path = profile_store.save_named_profile(profile, wanted, replace=False)  # never over a saved one
             st.success(md(f"Saved as {path.name}"))
 
 

@@ -11,18 +11,26 @@ import streamlit as st
 
 from app.ui import jobs, resources, state, widgets, work
 from app.ui.pages import page_path
+from app.ui.profile_edit import steers_phrase
 from app.ui.task_form import TaskChoice, task_form
+from app.ui.timing import estimate_seconds, estimate_text
 from corrsteer_core.config import CollectConfig, OptimizeConfig, SelectConfig
-from corrsteer_core.errors import TaskError
+from corrsteer_core.errors import CorrSteerError, TaskError
 from corrsteer_core.experiment import Experiment, SplitSpec
 from corrsteer_core.metadata import RunMeta
+from corrsteer_core.presets import get_preset
 
-VARIANTS = {
-    "A": "A · top feature of every layer, all at once (the reference headline)",
-    "S": "S · the single most correlated feature, alone",
-    "P": "P · A pruned: keep layers that help alone on validation",
-    "O": "O · joint search of layers and scales on validation",
+VARIANTS = {  # short labels (the dropdown cuts long ones off); the full descriptions are in its help
+    "A": "A · every layer's top feature",
+    "S": "S · the single best feature",
+    "P": "P · A pruned on validation",
+    "O": "O · joint search on validation",
 }
+VARIANT_HELP = (
+    "A: the top feature of every layer, all at once (the reference headline). S: the single most correlated "
+    "feature, alone. P: A pruned, keeping the layers that help alone on validation. O: a joint search of layers "
+    "and scales on validation."
+)
 SELECTORS = {
     "corr": "corr · Pearson r (CorrSteer)",
     "mi": "mi · mutual information (SPARE)",
@@ -79,7 +87,11 @@ def _method_form() -> tuple[dict[str, Any], dict[str, Any]]:
     st.subheader("Method")
     c = st.columns([2, 2, 1])
     variant: str = c[0].selectbox(
-        "Variant", list(VARIANTS.keys()), format_func=lambda v: VARIANTS[v], key=state.RUN_VARIANT
+        "Variant",
+        list(VARIANTS.keys()),
+        format_func=lambda v: VARIANTS[v],
+        key=state.RUN_VARIANT,
+        help=VARIANT_HELP,
     )
     selector: str = c[1].selectbox(
         "Selector", list(SELECTORS.keys()), format_func=lambda v: SELECTORS[v], key=state.RUN_SELECTOR
@@ -141,17 +153,49 @@ def _method_form() -> tuple[dict[str, Any], dict[str, Any]]:
 def _on_selected(experiment: Experiment | None, result: Any) -> None:
     run, selection = result
     state.set_run(run.run_id, selection, experiment)
-    steered = ", ".join(str(s.layer) for s in selection.profile.enabled) or "none"
     state.notify(
         "success",
         f"Run {run.run_id}: {run.n} samples, {run.stats.n_correct} correct. "
-        f"Selected profile steers layers {steered}. Open Correlations to see why.",
+        f"Selected profile {steers_phrase([s.layer for s in selection.profile.enabled])}. "
+        "Open Correlations to see why.",
     )
     for note in selection.warnings:
         state.notify("warning", note)
 
 
-def _start_selection(preset: str, experiment: Experiment, collect: dict[str, Any], select: dict[str, Any]) -> None:
+def _generations(experiment: Experiment, select: dict[str, Any], n_layers: int) -> int:
+    """Replies a selection generates: the selection split, plus validation for P (each layer alone, and
+    unsteered) or O (its budget)."""
+    split = experiment.split_spec
+    n_val = split.n_val or 0
+    extra = {"P": (n_layers + 1) * n_val, "O": select["optimize"].budget + n_val}
+    return (split.n_train or 0) + extra.get(select["variant"], 0)
+
+
+def _estimate(
+    preset: str, experiment: Experiment, collect: dict[str, Any], select: dict[str, Any]
+) -> float | None:
+    """Show the selection's cost before it starts; return its estimated seconds when the speed is known."""
+    max_new = collect["max_new_tokens"]
+    if max_new is None and experiment.task_spec.custom is not None:
+        max_new = experiment.task_spec.custom.max_new_tokens
+    if max_new is None:
+        try:
+            max_new = resources.task_only(experiment.task_spec).max_new_tokens
+        except CorrSteerError:  # shown when the selection starts
+            return None
+    generations = _generations(experiment, select, len(get_preset(preset).layers))
+    speed = resources.speed_if_loaded(preset, collect["batch_size"])
+    st.caption(estimate_text(generations, int(max_new), speed))
+    if speed is None and st.button("Measure this machine's speed (loads the model)", key="run_measure"):
+        resources.model(preset)
+        st.rerun()
+    return None if speed is None else estimate_seconds(generations, int(max_new), speed)
+
+
+def _start_selection(
+    preset: str, experiment: Experiment, collect: dict[str, Any], select: dict[str, Any], estimate: float | None
+) -> None:
     with widgets.show_errors():
         collect_cfg, select_cfg = CollectConfig(**collect), SelectConfig(**select)
         task, splits = resources.task_and_splits(experiment)
@@ -159,7 +203,7 @@ def _start_selection(preset: str, experiment: Experiment, collect: dict[str, Any
         job = partial(
             work.collect_and_select_work, loaded, sae_set, experiment, task, splits, collect_cfg, select_cfg
         )
-        jobs.start(f"Selection on {experiment.task_spec.name}", job, partial(_on_selected, experiment))
+        jobs.start(f"Selection on {experiment.task_spec.name}", job, partial(_on_selected, experiment), estimate)
 
 
 def _resume(preset: str, meta: RunMeta, select_cfg: SelectConfig) -> None:
@@ -225,9 +269,13 @@ def _saved_runs(preset: str, select: dict[str, Any], busy: bool) -> None:
         "Run to open",
         list(by_id),
         key=state.RUN_PICK,
-        format_func=lambda rid: f"{rid} ({_status(by_id[rid])})",
+        format_func=lambda rid: f"{rid} · {by_id[rid].task.name}",  # no status here: see below
     )
     complete = by_id[picked].complete
+    # The status is drawn fresh on every run beside the dropdown rather than inside its labels: a selectbox
+    # keeps showing the label it had when its options' labels change (streamlit#13788), so after Cancel and
+    # Resume it would still say "incomplete" of a run that is complete.
+    left.caption(f"Status: {_status(by_id[picked])} · {by_id[picked].n_done}/{by_id[picked].n_items} samples")
     right.markdown("&nbsp;")
     label = "Open with the method above" if complete else "Resume"
     if right.button(label, key="run_open", disabled=busy, icon=":material/folder_open:"):
@@ -255,11 +303,12 @@ if task_choice is not None and task_choice[0].custom is not None:
         st.text(preview_task.items[0].prompt[:500] if preview_task.items else "(no items)")
 full_spec = _splits_form(task_choice)
 collect_kw, select_kw = _method_form()
+estimate = _estimate(preset_name, full_spec, collect_kw, select_kw) if full_spec is not None else None
 clicked = st.button(
     "Run selection", type="primary", disabled=busy or full_spec is None, icon=":material/play_arrow:"
 )
 if clicked and full_spec is not None:
-    _start_selection(preset_name, full_spec, collect_kw, select_kw)
+    _start_selection(preset_name, full_spec, collect_kw, select_kw, estimate)
 if state.get(state.RUN_ID) and not busy:
     st.page_link(page_path("correlations"), label="See the correlations", icon=":material/grid_on:")
 st.divider()

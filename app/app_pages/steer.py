@@ -11,8 +11,12 @@ import streamlit as st
 
 from app.ui import jobs, resources, state, widgets, work
 from app.ui.evaluation_view import show_controls, show_evaluation, show_saved, show_sweep
+from app.ui.profile_builder import builder_section, strength_sliders
+from app.ui.profile_edit import describe_profile
 from app.ui.steer_table import PRESETS, apply_frame, preset_layers, settings_frame
-from app.ui.text import diff_html, md
+from app.ui.text import md
+from app.ui.timing import estimate_seconds, estimate_text
+from app.ui.try_view import try_section
 from corrsteer_core.config import GenerateConfig
 from corrsteer_core.errors import CorrSteerError
 from corrsteer_core.profile import SteeringProfile
@@ -27,6 +31,7 @@ class Context:
     task: Any | None  # None when the profile has no task (imported without a run)
     splits: Any | None
     gen: GenerateConfig
+    run_id: str | None
     busy: bool  # a background job is running
 
 
@@ -41,8 +46,16 @@ def _apply_preset(kind: str) -> None:
     state.set_profile(base.with_enabled(layers))
 
 
-def _store(key: str, tag: str, result: Any) -> None:
+def _store(key: str, tag: str, tested: str, result: Any) -> None:
     state.put(key, (tag, result))
+    state.put(state.TESTED, {**(state.get(state.TESTED) or {}), key: tested})
+
+
+def _tested(key: str) -> None:
+    """Name the profile a result was computed for (layers, features, scales), right above the result."""
+    described = (state.get(state.TESTED) or {}).get(key)
+    if described is not None:
+        st.markdown(f"**Tested:** {md(described)}")
 
 
 def _validated(result: tuple[SteeringProfile, Any]) -> None:
@@ -62,14 +75,16 @@ def _settings_table(base: SteeringProfile) -> SteeringProfile:
         settings_frame(base),
         key=state.editor_key(),
         hide_index=True,
-        disabled=("layer", "feature", "r", "coefficient"),
+        disabled=("layer", "feature", "r"),
         column_config={
             "enabled": st.column_config.CheckboxColumn("enabled", help="Steer this layer"),
             "scale": st.column_config.NumberColumn(
                 "scale", min_value=-4.0, max_value=4.0, step=0.05, help="Multiplies this layer's coefficient"
             ),
             "r": st.column_config.NumberColumn(format="%.3f"),
-            "coefficient": st.column_config.NumberColumn(format="%.3g"),
+            "coefficient": st.column_config.NumberColumn(
+                format="%.3g", help="The feature's activation to add (default: the run's mean over correct)"
+            ),
         },
     )
     with widgets.show_errors(stop=True):
@@ -91,6 +106,11 @@ def _layers_section(ctx: Context, base: SteeringProfile) -> SteeringProfile:
         help="Steer each layer alone on the validation split (variant P's test).",
     )
     working = _settings_table(base)
+    strength_sliders(working)
+    run = resources.collection(ctx.run_id) if ctx.run_id is not None else None
+    layers = list(run.layers) if run is not None else sorted(s.layer for s in working.layers)
+    if layers:
+        builder_section(working, run, layers, ctx.saes.d_sae)
     if validate and ctx.task is not None and ctx.splits is not None:
         job = partial(
             work.validate_layers_work, ctx.loaded, ctx.saes, base, ctx.task, ctx.splits.validation, ctx.gen
@@ -102,58 +122,20 @@ def _layers_section(ctx: Context, base: SteeringProfile) -> SteeringProfile:
     return working
 
 
-def _try_inputs(ctx: Context) -> tuple[str, int, Any | None]:
-    """(prompt, max new tokens, test item or None) chosen by the user."""
-    widgets.defaults(
-        {state.STEER_MODE: "Free prompt", state.STEER_PROMPT: "What is the capital of France?",
-         state.STEER_MAX_NEW: 48, state.STEER_LIVE: True}
-    )  # fmt: skip
-    modes = ["Free prompt", "Test item"] if ctx.splits is not None else ["Free prompt"]
-    if st.session_state[state.STEER_MODE] not in modes:
-        st.session_state[state.STEER_MODE] = modes[0]
-    mode = st.radio("Input", modes, key=state.STEER_MODE, horizontal=True, label_visibility="collapsed")
-    if mode == "Free prompt" or ctx.splits is None:
-        prompt = st.text_area("Prompt", key=state.STEER_PROMPT, height=90)
-        max_new = st.number_input("Max new tokens", min_value=1, max_value=512, key=state.STEER_MAX_NEW)
-        return prompt, int(max_new), None
-    by_id = {it.id: it for it in (list(ctx.splits.test) or list(ctx.splits.validation))}
-    picked = st.selectbox(
-        "Test item", list(by_id), key=state.STEER_ITEM, format_func=lambda i: f"{i}: {by_id[i].prompt[:90]!r}"
-    )
-    return by_id[picked].prompt, 0, by_id[picked]
+def _estimate(ctx: Context, generations: int, what: str) -> float | None:
+    """Show what a button will cost (replies x tokens at this machine's speed); return the seconds."""
+    if ctx.task is None:
+        return None
+    max_new = ctx.gen.max_new_tokens or ctx.task.max_new_tokens
+    speed = resources.generation_speed(st.session_state[state.PRESET], ctx.gen.batch_size)
+    st.caption(md(f"{what}: {estimate_text(generations, max_new, speed)}; replies already cached cost nothing."))
+    return estimate_seconds(generations, max_new, speed)
 
 
-def _try_section(ctx: Context, working: SteeringProfile) -> None:
-    st.subheader("Try it")
-    prompt, max_new, item = _try_inputs(ctx)
-    live = st.checkbox("Regenerate when the settings change", key=state.STEER_LIVE)
-    previous = state.get(state.TRY_RESULT)
-    outdated = previous is not None and previous["hash"] != working.content_hash() and previous["prompt"] == prompt
-    if st.button("Generate", type="primary", key="steer_generate", icon=":material/bolt:") or (live and outdated):
-        with st.spinner("Generating unsteered and steered…"), widgets.show_errors():
-            if item is None:
-                result = work.try_prompt(ctx.loaded, ctx.saes, working, prompt, max_new, previous)
-            else:
-                result = work.try_item(ctx.loaded, ctx.saes, working, ctx.task, item, ctx.gen)
-            state.put(state.TRY_RESULT, result)
-    _show_try(state.get(state.TRY_RESULT), working)
-
-
-def _show_try(result: dict[str, Any] | None, working: SteeringProfile) -> None:
-    if not result:
-        return
-    if result["hash"] != working.content_hash():
-        st.caption("Generated with an earlier version of the settings: press Generate to update.")
-    left, right = st.columns(2)
-    verdict = lambda key: "" if key not in result else (" ✓ correct" if result[key] else " ✗ wrong")  # noqa: E731
-    left.markdown(f"**Unsteered**{verdict('base_correct')}")
-    left.markdown(diff_html(result["base"], result["steered"], "before"), unsafe_allow_html=True)
-    right.markdown(f"**Steered**{verdict('steered_correct')}")
-    right.markdown(diff_html(result["base"], result["steered"], "after"), unsafe_allow_html=True)
-    if "target" in result:
-        st.caption(f"Target: {md(repr(result['target']))}")
-    if result["base"] == result["steered"]:
-        st.caption("Steering did not change this generation.")
+def _halves_key(task: Any) -> str | None:
+    """The metadata that splits results into halves: a paired task's pair key (language, safety), else the
+    first metadata column of an uploaded task (its strata), else none."""
+    return task.paired_key or next(iter(task.strata_keys), None)
 
 
 def _evaluate_section(ctx: Context, working: SteeringProfile) -> None:
@@ -162,23 +144,30 @@ def _evaluate_section(ctx: Context, working: SteeringProfile) -> None:
         st.info("Evaluation needs a task with a test split: run or reopen a selection with a test size > 0.")
         return
     test, now = ctx.splits.test, working.content_hash()
-    st.caption(f"{len(test)} test items, each compared with the unsteered model on the same item.")
+    st.caption(
+        md(f"{len(test)} test items, each compared with the unsteered model on the same item. Evaluates "
+           f"{describe_profile(working)}")
+    )  # fmt: skip
     c = st.columns([1, 2, 1])
+    seconds = _estimate(ctx, 2 * len(test), "Evaluate")
     if c[0].button(
         "Evaluate", type="primary", key="steer_evaluate", disabled=ctx.busy, icon=":material/fact_check:"
     ):
         job = partial(work.evaluate_work, ctx.loaded, ctx.saes, ctx.task, test, working, ctx.gen)
-        jobs.start("Evaluating on the test split", job, partial(_store, state.EVALUATION, now))
+        store = partial(_store, state.EVALUATION, now, describe_profile(working))
+        jobs.start("Evaluating on the test split", job, store, seconds)
     widgets.defaults({state.STEER_SCALES: "0, 0.5, 1, 1.5, 2"})
     scales_text = c[1].text_input("Scales for the sweep", key=state.STEER_SCALES, label_visibility="collapsed")
     if c[2].button("Scale sweep", key="steer_sweep", disabled=ctx.busy, icon=":material/show_chart:"):
         with widgets.show_errors():
             scales = work.parse_scales(scales_text)
             job = partial(work.sweep_work, ctx.loaded, ctx.saes, ctx.task, test, working, scales, ctx.gen)
-            jobs.start("Scale sweep", job, partial(_store, state.SWEEP, now))
+            jobs.start("Scale sweep", job, partial(_store, state.SWEEP, now, describe_profile(working)))
     if (evaluation := state.get(state.EVALUATION)) is not None:
-        show_evaluation(evaluation[1], stale=evaluation[0] != now)
+        _tested(state.EVALUATION)
+        show_evaluation(evaluation[1], stale=evaluation[0] != now, paired_key=_halves_key(ctx.task))
     if (sweep := state.get(state.SWEEP)) is not None:
+        _tested(state.SWEEP)
         show_sweep(sweep[1], stale=sweep[0] != now)
     if (run_id := working.provenance.run_id) is not None:
         with widgets.show_errors():
@@ -190,20 +179,25 @@ def _controls_section(ctx: Context, working: SteeringProfile) -> None:
     st.caption(
         "Test the profile as edited above beside controls built with its own method and settings (random "
         "directions, shuffled labels, random features), all on the same items: a gain is only credible if it "
-        "beats every control."
+        "beats every control. Each control is dialled like the profile (its global scale, and each shared "
+        "layer's scale and switch). While they run, the progress bar names the condition."
     )
     run_id = state.get(state.RUN_ID)
     if ctx.task is None or ctx.splits is None or run_id is None or not ctx.splits.test:
         st.info("Controls need the run's task and a test split.")
         return
     now = working.content_hash()
+    select = working.provenance.select
+    searched = len(ctx.splits.validation) * (len(working.layers) + 1) if select and select.variant in "PO" else 0
+    seconds = _estimate(ctx, 4 * 2 * len(ctx.splits.test) + 3 * searched, "Controls")
     if st.button("Run controls", key="steer_controls", disabled=ctx.busy, icon=":material/science:"):
         with widgets.show_errors():
             run = resources.collection(run_id)
             job = partial(work.controls_work, ctx.loaded, ctx.saes, run, ctx.task, ctx.splits, working, ctx.gen)
-            jobs.start("Controls", job, partial(_store, state.CONTROLS, now))
+            jobs.start("Controls", job, partial(_store, state.CONTROLS, now, describe_profile(working)), seconds)
     if (controls := state.get(state.CONTROLS)) is not None:
-        show_controls(controls[1], stale=controls[0] != now)
+        _tested(state.CONTROLS)
+        show_controls(controls[1], stale=controls[0] != now, paired_key=_halves_key(ctx.task))
 
 
 def _context() -> Context:
@@ -216,7 +210,7 @@ def _context() -> Context:
     if (experiment := state.get(state.EXPERIMENT)) is not None:
         with widgets.show_errors():
             task, splits = resources.task_and_splits(experiment)
-    return Context(loaded, sae_set, task, splits, gen, busy=jobs.active() is not None)
+    return Context(loaded, sae_set, task, splits, gen, run_id, busy=jobs.active() is not None)
 
 
 st.title("Steer")
@@ -227,6 +221,6 @@ with widgets.show_errors(stop=True):
 working_profile = _layers_section(context, base_profile)
 state.put(state.BASE_PROFILE, working_profile)  # edits persist when the user visits another page
 state.put(state.WORKING_PROFILE, working_profile)
-_try_section(context, working_profile)
+try_section(context, working_profile)
 _evaluate_section(context, working_profile)
 _controls_section(context, working_profile)

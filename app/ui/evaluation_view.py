@@ -11,7 +11,9 @@ from app.ui import figures
 from app.ui.text import md
 
 __all__ = [
+    "accuracy_delta",
     "format_summary",
+    "halves_frame",
     "saved_evaluations_frame",
     "show_controls",
     "show_evaluation",
@@ -43,13 +45,48 @@ def format_summary(summary: dict[str, Any]) -> dict[str, str]:
     }
 
 
-def show_evaluation(result: Any, stale: bool) -> None:
+def accuracy_delta(diff: float) -> str | None:
+    """The metric's delta: none at all for a change that rounds to zero (never a green "+0.0 %")."""
+    return None if round(diff * 1000) == 0 else f"{diff:+.1%}"
+
+
+def halves_frame(groups: list[dict[str, Any]], key: str, condition: str | None = None) -> pd.DataFrame:
+    """One row per half of a paired task (EvaluationResult.groups), readable: accuracies and flips."""
+    rows = []
+    for g in groups:
+        row: dict[str, Any] = {} if condition is None else {"condition": condition}
+        row |= {
+            key: g["group"],
+            "items": g["n"],
+            "unsteered": g["base_accuracy"],
+            "steered": g["steered_accuracy"],
+            "change": g["diff"],
+            "wrong → right": g["pos"],
+            "right → wrong": g["neg"],
+        }
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+_HALF_FORMAT = {k: st.column_config.NumberColumn(format="percent") for k in ("unsteered", "steered", "change")}
+
+
+def show_halves(result: Any, key: str | None) -> None:
+    """Both halves of a paired task with their flips (the truth of a paired behaviour is per half)."""
+    frame = halves_frame(result.groups(key), key or "")
+    if frame.empty or key is None:
+        return
+    st.markdown(f"**Per half** (by {md(key)}): each half must move the right way, with its own flips")
+    st.dataframe(frame, hide_index=True, column_config=_HALF_FORMAT)
+
+
+def show_evaluation(result: Any, stale: bool, paired_key: str | None = None) -> None:
     summary = result.summary()
     text = format_summary(summary)
     if stale:
         st.caption("These numbers are for an earlier version of the profile; evaluate again to update them.")
     c = st.columns(4)
-    c[0].metric("Accuracy (unsteered → steered)", text["accuracy"], f"{summary['diff']:+.1%}")
+    c[0].metric("Accuracy (unsteered → steered)", text["accuracy"], accuracy_delta(summary["diff"]))
     c[1].metric("POS / NEG", text["pos_neg"], help="POS: items that went wrong → right; NEG: right → wrong.")
     c[2].metric("Side Effect Ratio", text["ser"], help="SER = NEG / (NEG + POS): the share of flips that hurt.")
     c[3].metric("McNemar p", text["p_value"], help="Exact two-sided test on the flipped items.")
@@ -58,6 +95,8 @@ def show_evaluation(result: Any, stale: bool) -> None:
         f"repetitive) generations: {summary.get('base_degenerate', 0)} unsteered, "
         f"{summary.get('steered_degenerate', 0)} steered."
     )
+    show_halves(result, paired_key)
+    columns = ([f"meta_{paired_key}"] if paired_key else []) + _FLIP_COLUMNS
     left, right = st.tabs([f"wrong → right ({summary['pos']})", f"right → wrong ({summary['neg']})"])
     for tab, kind in ((left, "wrong→right"), (right, "right→wrong")):
         flips = result.flips(kind)
@@ -65,7 +104,7 @@ def show_evaluation(result: Any, stale: bool) -> None:
             if flips.empty:
                 st.caption("No such items.")
             else:
-                st.dataframe(flips[[c for c in _FLIP_COLUMNS if c in flips.columns]], hide_index=True)
+                st.dataframe(flips[[c for c in columns if c in flips.columns]], hide_index=True)
     with st.expander("Every test item"):
         st.dataframe(result.table, hide_index=True)
 
@@ -133,7 +172,7 @@ def show_sweep(sweep: pd.DataFrame, stale: bool) -> None:
     )
 
 
-def show_controls(report: Any, stale: bool = False) -> None:
+def show_controls(report: Any, stale: bool = False, paired_key: str | None = None) -> None:
     if stale:
         st.caption("These controls tested an earlier version of the profile; run them again to update them.")
     verdict = report.verdict()
@@ -148,3 +187,9 @@ def show_controls(report: Any, stale: bool = False) -> None:
         "head-to-head p", format="%.3g", help="exact McNemar test of the profile against this control"
     )
     st.dataframe(table, hide_index=True, column_config=config)
+    if paired_key is not None:
+        halves = [halves_frame(res.groups(paired_key), paired_key, name) for name, res in report.results.items()]
+        frame = pd.concat(halves, ignore_index=True) if halves else pd.DataFrame()
+        if not frame.empty:
+            st.markdown(f"**Per half** (by {md(paired_key)}), every condition on the same items")
+            st.dataframe(frame, hide_index=True, column_config=_HALF_FORMAT)

@@ -30,20 +30,40 @@ _CORRECT, _INCORRECT, _NEUTRAL, _MUTED = "#2f855a", "#c53030", "#2b6cb0", "#a0ae
 _LAYOUT: dict[str, Any] = {"margin": {"l": 60, "r": 20, "t": 50, "b": 50}, "template": "plotly_white"}
 
 
+def _colour_scale(values: pd.Series) -> dict[str, Any]:
+    """Colours fitted to the data: diverging around r = 0 when r takes both signs, else sequential over the
+    range the data covers (so 0.6 … 0.93 is not one dark red on a −0.9 … +0.9 scale)."""
+    if values.empty:
+        return {"colorscale": "Viridis", "cmin": 0.0, "cmax": 1.0}
+    lo, hi = float(values.min()), float(values.max())
+    if lo < 0 < hi:
+        return {"colorscale": "RdBu_r", "cmin": lo, "cmax": hi, "cmid": 0.0}
+    if hi - lo < 1e-3:
+        lo, hi = lo - 0.01, hi + 0.01
+    return {"colorscale": "Viridis", "cmin": lo, "cmax": hi}
+
+
 def candidate_heatmap(
     candidates: pd.DataFrame,
     explanations: Mapping[tuple[int, int], str] | None = None,
     selected: set[tuple[int, int]] | None = None,
+    *,
+    chance: Mapping[int, float] | None = None,
+    layers: Sequence[int] | None = None,
+    n_samples: int | None = None,
 ) -> go.Figure:
     """Layers (rows) x candidate rank (columns), coloured by Pearson r; one clickable square per candidate.
 
     Drawn as a scatter of square markers rather than ``go.Heatmap`` because Streamlit's selection events carry
     no data for heatmap traces; each point's customdata is :data:`HEATMAP_FIELDS`. ``selected`` features (the
-    profile's) get a black outline.
+    profile's) get a black outline. ``chance`` (layer -> the top r any feature reaches with shuffled labels at
+    this sample size) is drawn as a column of its own at rank "chance"; candidates at or below their layer's
+    chance level are faded. ``layers``: the rows to show (the run's layers; default those with candidates).
     """
     frame = candidates.sort_values(["layer", "rank"]).reset_index(drop=True)
     explanations = explanations or {}
     selected = selected or set()
+    chance = dict(chance or {})
     keys = list(zip(frame["layer"].astype(int), frame["feature"].astype(int), strict=True))
     custom = np.array(
         [
@@ -54,22 +74,22 @@ def candidate_heatmap(
         ],
         dtype=object,
     ).reshape(len(frame), len(HEATMAP_FIELDS))
-    bound = float(frame["r"].abs().max()) if len(frame) else 1.0
-    bound = bound if bound > 0 else 1.0
-    n_layers = int(frame["layer"].nunique()) if len(frame) else 1
-    fig = go.Figure(
+    scale = _colour_scale(pd.concat([frame["r"], pd.Series(list(chance.values()), dtype=float)]))
+    rows = sorted({int(v) for v in (layers if layers is not None else frame["layer"])})
+    faded = [k[0] in chance and float(r) <= chance[k[0]] for k, r in zip(keys, frame["r"], strict=True)]
+    traces = [
         go.Scatter(
             x=frame["rank"] + 1,
             y=frame["layer"],
             mode="markers",
             customdata=custom,
+            name="candidates",
             marker={
                 "symbol": "square",
                 "size": 24,
                 "color": frame["r"],
-                "colorscale": "RdBu_r",
-                "cmin": -bound,
-                "cmax": bound,
+                **scale,
+                "opacity": [0.3 if f else 1.0 for f in faded],
                 "colorbar": {"title": {"text": "r"}},
                 "line": {"width": [3 if k in selected else 0 for k in keys], "color": "black"},
             },
@@ -79,13 +99,47 @@ def candidate_heatmap(
                 "<br>%{customdata[5]}<extra></extra>"
             ),
         )
-    )
+    ]
+    if chance:
+        shown = sorted(chance)
+        traces.append(
+            go.Scatter(
+                x=[0] * len(shown),
+                y=shown,
+                mode="markers",
+                name="chance",
+                marker={
+                    "symbol": "diamond",
+                    "size": 18,
+                    "color": [chance[k] for k in shown],
+                    **scale,
+                    "line": {"width": 2, "color": _MUTED},
+                },
+                hovertemplate="layer %{y}: shuffled labels reach r = %{marker.color:.3f}<extra>chance</extra>",
+            )
+        )
+    fig = go.Figure(traces)
+    sample = f" with {n_samples} samples" if n_samples else ""
+    title = "Top candidates per layer (click a square to open the feature)"
+    if chance:
+        title += f"<br><sup>◆ chance: the best r shuffled labels reach{sample}; faded squares do not beat it</sup>"
+    ranks = int(frame["rank"].max()) + 1 if len(frame) else 1
     fig.update_layout(
         **_LAYOUT,
-        title="Top candidates per layer (click a square to open the feature)",
-        xaxis={"title": "candidate rank", "dtick": 1},
-        yaxis={"title": "layer", "dtick": 1, "autorange": "reversed"},
-        height=max(260, 30 * n_layers + 120),
+        title=title,
+        showlegend=False,
+        xaxis={
+            "title": "candidate rank",
+            "tickvals": ([0] if chance else []) + list(range(1, ranks + 1)),
+            "ticktext": (["chance"] if chance else []) + [str(k) for k in range(1, ranks + 1)],
+            "range": [-0.6 if chance else 0.4, ranks + 0.6],
+        },
+        yaxis={
+            "title": "layer",
+            "tickvals": rows,
+            "range": [max(rows, default=0) + 0.5, min(rows, default=0) - 0.5],  # only the model's layers
+        },
+        height=max(260, 30 * max(len(rows), 1) + 140),
         clickmode="event+select",
     )
     return fig

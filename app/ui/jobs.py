@@ -23,6 +23,7 @@ import streamlit as st
 
 from app.ui import state
 from app.ui.text import md
+from app.ui.timing import eta_seconds
 from corrsteer_core.errors import CancelledError, CorrSteerError
 from corrsteer_core.progress import CancelToken, Progress
 
@@ -51,14 +52,26 @@ class Job:
     result: Any = None
     error: BaseException | None = None
     started: float = field(default_factory=time.monotonic)
+    estimate: float | None = None  # seconds expected before the job started (app.ui.timing), if known
+    stage_started: float = field(default_factory=time.monotonic)  # when the current stage began (for the ETA)
+    stage_done: int = 0  # its count at that moment
     thread: threading.Thread | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def progress(self, stage: str, done: int, total: int) -> None:
         """The callback handed to the core: record, then let the cancel token stop the work."""
         with self._lock:
+            if stage != self.stage or int(done) < self.done or int(total) != self.total:
+                self.stage_started, self.stage_done = time.monotonic(), int(done)
             self.stage, self.done, self.total = stage, int(done), int(total)
         self.token(stage, done, total)
+
+    def eta(self) -> float | None:
+        """Seconds left in the current stage at its pace so far (None until it has made progress)."""
+        with self._lock:
+            elapsed, done, total = time.monotonic() - self.stage_started, self.done - self.stage_done, self.total
+            remaining = self.total - self.done
+        return eta_seconds(elapsed, done, done + remaining) if total else None
 
     def snapshot(self) -> tuple[str, int, int, Status]:
         with self._lock:
@@ -101,13 +114,17 @@ def active() -> Job | None:
     return state.get(state.JOB)
 
 
-def start(label: str, work: Callable[[Progress], Any], on_done: Callable[[Any], None]) -> None:
-    """Start ``work`` unless a job is already running (then warn), and rerun the app to show it."""
+def start(
+    label: str, work: Callable[[Progress], Any], on_done: Callable[[Any], None], estimate: float | None = None
+) -> None:
+    """Start ``work`` unless a job is already running (then warn), and rerun the app to show it.
+
+    ``estimate``: the seconds it is expected to take (shown until the job's own pace gives an ETA)."""
     current = active()
     if current is not None and not current.finished:
         st.warning(md(f"Wait for '{current.label}' to finish or cancel it first."))
         return
-    job = Job(label=label, work=work, on_done=on_done)
+    job = Job(label=label, work=work, on_done=on_done, estimate=estimate)
     state.put(state.JOB, job)
     if inline_mode():
         job.run()

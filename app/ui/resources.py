@@ -80,7 +80,40 @@ def preset_problem(preset: str) -> str | None:
 
 @st.cache_resource(show_spinner="Loading the model (once per process)…", max_entries=2)
 def model(preset: str) -> LoadedModel:
-    return load_model(get_preset(preset))
+    loaded = load_model(get_preset(preset))
+    _LOADED.add(preset)
+    return loaded
+
+
+_LOADED: set[str] = set()  # presets whose model this process has loaded (the speed is measured only on those)
+
+
+def is_loaded(preset: str) -> bool:
+    return preset in _LOADED
+
+
+@st.cache_resource(show_spinner="Measuring this machine's generation speed…", max_entries=8)
+def generation_speed(preset: str, batch_size: int) -> float:
+    """Reply tokens per second of this machine: a batch of ``batch_size`` short prompts, 16 tokens each (no early
+    stop), timed once per process (a second or two). Used for estimates only, never for a claim."""
+    import time
+
+    from corrsteer_core.generation import encode_prompts, greedy_generate
+
+    loaded = model(preset)
+    ids = encode_prompts(
+        loaded.tokenizer, ["Tell me about the weather today."] * batch_size, loaded.use_chat_template
+    )
+    with loaded.lock:
+        start = time.perf_counter()
+        greedy_generate(loaded.model, loaded.tokenizer, ids, max_new_tokens=16, stop_ids=set())
+        seconds = time.perf_counter() - start
+    return batch_size * 16 / max(seconds, 1e-6)
+
+
+def speed_if_loaded(preset: str, batch_size: int) -> float | None:
+    """The measured speed when the model is already loaded in this process (never loads it for an estimate)."""
+    return generation_speed(preset, batch_size) if is_loaded(preset) else None
 
 
 @st.cache_resource(show_spinner="Loading the SAEs (once per process)…", max_entries=2)
@@ -193,6 +226,21 @@ def logit_evidence(preset: str, layer: int, feature: int, k: int = 10) -> tuple[
 def norm_table(preset: str, profile: SteeringProfile, run_id: str) -> pd.DataFrame:
     """Per enabled layer: vector norm against the run's mean residual norm (see corrsteer_core.diagnostics)."""
     return norm_diagnostics(profile, saes(preset), collection(run_id).resid_norm)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def chance_levels(run_id: str) -> dict[int, float]:
+    """Per layer, the top r any feature reaches against shuffled labels in this run (the selection's own
+    shuffled-label selector): what noise gives at this sample size. Empty when no feature has r > 0 there."""
+    from corrsteer_core.config import SelectConfig
+    from corrsteer_core.errors import SelectionError
+    from corrsteer_core.ranking import rank_candidates
+
+    try:
+        ranked, _ = rank_candidates(collection(run_id), SelectConfig(selector="shuffled", k=1))
+    except SelectionError:
+        return {}
+    return {cands[0].layer: float(cands[0].r) for cands in ranked if cands}
 
 
 def class_evidence_for(run_id: str, layer: int, feature: int) -> ClassEvidence:

@@ -32,6 +32,7 @@ EVALUATION = "evaluation"  # tuple[str, EvaluationResult]: (profile content hash
 SWEEP = "sweep"  # tuple[str, DataFrame]: (profile content hash, scale sweep)
 CONTROLS = "controls"  # tuple[str, ControlReport]
 VALIDATION = "validation"  # DataFrame: each layer steered alone on the validation split
+TESTED = "tested"  # dict[str, str]: result key (EVALUATION, SWEEP, CONTROLS) -> the profile it tested, in words
 
 # background work ----------------------------------------------------------------------------------------------
 JOB = "job"  # app.ui.jobs.Job: the one long computation this session runs
@@ -105,6 +106,7 @@ _RUN_KEYS = (
     SWEEP,
     CONTROLS,
     VALIDATION,
+    TESTED,
 )
 
 

@@ -13,11 +13,12 @@ from typing import Any
 import pandas as pd
 
 from corrsteer_core.errors import ProfileError
+from corrsteer_core.limits import MAX_COEFFICIENT, MAX_SCALE
 from corrsteer_core.profile import SteeringProfile
 
 __all__ = ["EDITABLE", "PRESETS", "apply_frame", "preset_layers", "settings_frame", "validated_layers"]
 
-EDITABLE = ("enabled", "scale")
+EDITABLE = ("enabled", "scale", "coefficient")
 PRESETS = {"all": "All layers", "validated": "Validated", "single": "Single best", "none": "None"}
 
 
@@ -40,7 +41,7 @@ def settings_frame(profile: SteeringProfile) -> pd.DataFrame:
 
 
 def apply_frame(profile: SteeringProfile, frame: pd.DataFrame) -> SteeringProfile:
-    """The profile with each layer's ``enabled`` and ``scale`` taken from the edited table."""
+    """The profile with each layer's ``enabled``, ``scale`` and ``coefficient`` taken from the edited table."""
     rows = {int(row["layer"]): row for _, row in frame.iterrows()}
     layers = []
     for setting in profile.layers:
@@ -48,14 +49,26 @@ def apply_frame(profile: SteeringProfile, frame: pd.DataFrame) -> SteeringProfil
         if row is None:
             layers.append(setting)
             continue
-        scale = float(row["scale"]) if row["scale"] is not None and not pd.isna(row["scale"]) else setting.scale
-        if not math.isfinite(scale):
-            raise ProfileError(f"layer {setting.layer}: the scale must be a finite number")
-        layers.append(dataclasses.replace(setting, enabled=bool(row["enabled"]), scale=scale))
+        scale = _number(row, "scale", setting.scale)
+        coefficient = _number(row, "coefficient", setting.coefficient)
+        for name, value, most in (("scale", scale, MAX_SCALE), ("coefficient", coefficient, MAX_COEFFICIENT)):
+            if not math.isfinite(value) or abs(value) > most:
+                raise ProfileError(
+                    f"layer {setting.layer}: the {name} must be a finite number of magnitude at most {most:g}"
+                )
+        layers.append(
+            dataclasses.replace(setting, enabled=bool(row["enabled"]), scale=scale, coefficient=coefficient)
+        )
     new = tuple(layers)
     if new == profile.layers:
         return profile
     return dataclasses.replace(profile, layers=new, evaluation=None)
+
+
+def _number(row: Any, column: str, default: float) -> float:
+    """A cell's number, or ``default`` when the column is absent or the cell was cleared."""
+    value = row.get(column) if hasattr(row, "get") else None
+    return default if value is None or pd.isna(value) else float(value)
 
 
 def validated_layers(profile: SteeringProfile, details: pd.DataFrame | None) -> set[int] | None:

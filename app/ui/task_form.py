@@ -19,7 +19,7 @@ import streamlit as st
 from app.ui import resources, state, widgets
 from app.ui.text import md
 from corrsteer_core import storage
-from corrsteer_core.errors import TaskError
+from corrsteer_core.errors import CorrSteerError, TaskError
 from corrsteer_core.experiment import CustomTable, TaskSpec
 from corrsteer_core.limits import loads_json
 from corrsteer_core.tasks import SCORER_NAMES, scorer_options
@@ -145,9 +145,15 @@ def _upload_form() -> TaskChoice | None:
         st.caption("One row per item: a prompt (a column, or a template over columns) and the expected answer.")
         return None
     data = uploaded.getvalue()
-    with widgets.show_errors(stop=True):
+    if not data.strip():  # the rest of the form stays: the user picks another file
+        st.error(md(f"{uploaded.name} is empty: upload a file with a header row and at least one item."))
+        return None
+    try:
         table = read_table(uploaded.name, data)
         path = save_upload(uploaded.name, data)
+    except CorrSteerError as exc:
+        st.error(md(str(exc)), icon=":material/error:")
+        return None
     if table.empty or len(table.columns) == 0:
         st.error(md(f"{uploaded.name} has no rows."))
         return None

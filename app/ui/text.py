@@ -71,7 +71,8 @@ def diff_words(before: str, after: str) -> list[tuple[str, str]]:
 
 
 def diff_html(before: str, after: str, side: str) -> str:
-    """One side of a side-by-side diff: ``side="before"`` strikes removed words, ``"after"`` marks added ones."""
+    """One side of a side-by-side diff, both readable as plain text: ``side="before"`` marks (in red) the words the
+    other reply lacks, ``"after"`` marks (in green) the words it added; nothing is struck through."""
     if side not in ("before", "after"):
         raise ValueError(f"side must be 'before' or 'after', got {side!r}")
     hidden = "added" if side == "before" else "removed"
@@ -81,9 +82,9 @@ def diff_html(before: str, after: str, side: str) -> str:
             continue
         safe = inert_html(text)
         if kind == "removed":
-            out.append(f'<del style="background:#fed7d7">{safe}</del>')
+            out.append(f'<mark style="background:#fed7d7" title="not in the steered reply">{safe}</mark>')
         elif kind == "added":
-            out.append(f'<mark style="background:#c6f6d5">{safe}</mark>')
+            out.append(f'<mark style="background:#c6f6d5" title="not in the unsteered reply">{safe}</mark>')
         else:
             out.append(safe)
     return f'<div style="{_BOX}">{"".join(out) or "<em>(empty)</em>"}</div>'

@@ -11,6 +11,7 @@ import streamlit as st
 from app.ui import jobs, state
 from app.ui.pages import page_path
 from app.ui.text import md
+from app.ui.timing import duration
 from corrsteer_core.errors import CorrSteerError
 
 __all__ = [
@@ -59,12 +60,24 @@ def _job_fragment() -> None:
     fraction = min(1.0, done / total) if total else 0.0
     counter = f" {done}/{total}" if total else ""
     with st.container(border=True):
-        st.progress(fraction, text=f"**{md(job.label)}** · {md(stage)}{counter} · {job.elapsed:.0f} s")
+        st.progress(
+            fraction, text=f"**{md(job.label)}** · {md(stage)}{counter} · {job.elapsed:.0f} s · {_eta(job)}"
+        )
         if job.token.cancelled:
             st.caption("Cancelling at the next checkpoint…")
         elif st.button("Cancel", key="job_cancel", icon=":material/stop_circle:"):
             job.cancel()
             st.caption("Cancelling at the next checkpoint…")
+
+
+def _eta(job: jobs.Job) -> str:
+    """The progress bar's time left: this stage's pace, else the estimate made before the job started."""
+    eta = job.eta()
+    if eta is not None:
+        return f"about {duration(eta)} left in this stage"
+    if job.estimate is not None:
+        return f"estimated {duration(max(0.0, job.estimate - job.elapsed))} left (measuring the pace…)"
+    return "time left: measuring the pace…"
 
 
 def require_run() -> tuple[str, Any]:

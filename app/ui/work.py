@@ -7,11 +7,14 @@ Streamlit. The core takes the model's lock around every steered or unsteered gen
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import queue
+import threading
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pandas as pd
 
+from app.ui.text import md
 from corrsteer_core.collect import CollectionResult, collect_activations
 from corrsteer_core.config import CollectConfig, GenerateConfig, SelectConfig, parse_scales
 from corrsteer_core.controls import ControlReport, run_with_controls
@@ -24,6 +27,7 @@ from corrsteer_core.evaluate import (
     scale_sweep,
 )
 from corrsteer_core.experiment import Experiment
+from corrsteer_core.generation import Sampling
 from corrsteer_core.loading import LoadedModel
 from corrsteer_core.optimize import prune_profile
 from corrsteer_core.profile import SteeringProfile
@@ -33,14 +37,18 @@ from corrsteer_core.steer import generate_texts, profile_vectors
 from corrsteer_core.variants import SelectionResult, select_profile
 
 __all__ = [
+    "ReplyStream",
     "collect_and_select_work",
     "controls_work",
     "evaluate_work",
     "parse_scales",
+    "profile_vectors",
+    "reusable_base",
     "select_work",
     "sweep_work",
     "try_item",
     "try_prompt",
+    "try_result",
     "validate_layers_work",
 ]
 
@@ -121,9 +129,29 @@ def controls_work(
     gen: GenerateConfig,
     progress: Progress,
 ) -> ControlReport:
-    """The profile as the user edited it, beside its controls built with the profile's own settings."""
+    """The profile as the user edited it, beside its controls built with the profile's own settings and dialled
+    like it; the progress stage names the condition being built or tested ("random-directions · steered")."""
+    running = ["profile"]
+
+    def named(stage: str, done: int, total: int) -> None:
+        progress(f"{running[0]} · {stage}", done, total)
+
+    def on_condition(condition: str) -> None:
+        running[0] = condition
+        named("building", 0, 0)
+
     return run_with_controls(
-        loaded, saes, run, task, splits.validation, splits.test, profile=profile, gen=gen, progress=progress
+        loaded,
+        saes,
+        run,
+        task,
+        splits.validation,
+        splits.test,
+        profile=profile,
+        gen=gen,
+        progress=named,
+        on_condition=on_condition,
+        match_edits=True,
     )
 
 
@@ -144,6 +172,51 @@ def validate_layers_work(
     return prune_profile(loaded, saes, profile.with_enabled(None), task, items, gen=gen, progress=progress)
 
 
+def reusable_base(previous: dict[str, Any] | None, prompt: str, max_new: int, sampling: Sampling | None) -> Any:
+    """The unsteered reply(ies) of ``previous`` when it answered the same prompt, length and sampling, else None
+    (steering edits never change the unsteered reply, so it is not generated again)."""
+    if previous is None:
+        return None
+    same = (previous.get("prompt"), previous.get("max_new"), previous.get("sampling")) == (
+        prompt,
+        max_new,
+        _sampling_label(sampling),
+    )
+    if not same:
+        return None
+    samples = previous.get("base_samples") or [previous["base"]]
+    return samples[0] if len(samples) == 1 else samples
+
+
+def _sampling_label(sampling: Sampling | None) -> str:
+    if sampling is None or sampling.greedy:
+        return ""
+    return (
+        f"sampled: temperature {sampling.temperature:g}, top-p {sampling.top_p:g}, seed {sampling.seed}, "
+        f"{sampling.n_samples} sample(s)"
+    )
+
+
+def try_result(
+    profile: SteeringProfile,
+    prompt: str,
+    max_new: int,
+    sampling: Sampling | None,
+    bases: Sequence[str],
+    steereds: Sequence[str],
+) -> dict[str, Any]:
+    return {
+        "prompt": prompt,
+        "max_new": max_new,
+        "sampling": _sampling_label(sampling),
+        "base": bases[0],
+        "steered": steereds[0],
+        "base_samples": list(bases),
+        "steered_samples": list(steereds),
+        "hash": profile.content_hash(),
+    }
+
+
 def try_prompt(
     loaded: LoadedModel,
     saes: SAESet,
@@ -151,24 +224,85 @@ def try_prompt(
     prompt: str,
     max_new_tokens: int,
     previous: dict[str, Any] | None = None,
+    sampling: Sampling | None = None,
 ) -> dict[str, Any]:
-    """Unsteered and steered replies to one free prompt (greedy); the unsteered one is reused from ``previous``
-    when it answered the same prompt with the same length."""
+    """Unsteered and steered replies to one free prompt (greedy, or ``sampling.n_samples`` sampled replies each,
+    the same seed for both sides); the unsteered ones are reused from ``previous`` when they answered the same
+    prompt with the same length and sampling."""
     vectors = profile_vectors(loaded, saes, profile)
-    same = previous is not None and (previous.get("prompt"), previous.get("max_new")) == (prompt, max_new_tokens)
-    base = previous["base"] if same and previous is not None else None
+    base = reusable_base(previous, prompt, max_new_tokens, sampling)
     if base is None:
-        base = generate_texts(loaded, [prompt], max_new_tokens=max_new_tokens)[0]
+        base = generate_texts(loaded, [prompt], max_new_tokens=max_new_tokens, sampling=sampling)
+    bases = [base] if isinstance(base, str) else list(base)
     steered = generate_texts(
-        loaded, [prompt], vectors=vectors, positions=profile.positions, max_new_tokens=max_new_tokens
-    )[0]
-    return {
-        "prompt": prompt,
-        "max_new": max_new_tokens,
-        "base": base,
-        "steered": steered,
-        "hash": profile.content_hash(),
-    }
+        loaded,
+        [prompt],
+        vectors=vectors,
+        positions=profile.positions,
+        max_new_tokens=max_new_tokens,
+        sampling=sampling,
+    )
+    return try_result(profile, prompt, max_new_tokens, sampling, bases, steered)
+
+
+class ReplyStream:
+    """One reply generated in a worker thread, handed out piece by piece as its tokens arrive.
+
+    Iterate :meth:`inert_pieces` (for ``st.write_stream``: every piece escaped, so model output cannot act as
+    markdown or HTML); afterwards :attr:`text` is the whole reply, exactly as the non-streamed call returns it.
+    """
+
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        prompt: str,
+        *,
+        vectors: Any = None,
+        positions: str = "generation",
+        max_new_tokens: int,
+        sampling: Sampling | None = None,
+    ) -> None:
+        self._loaded = loaded
+        self._queue: queue.Queue[int | None] = queue.Queue()
+        self._outcome: dict[str, Any] = {}
+        self.text = ""
+
+        def run() -> None:
+            try:
+                self._outcome["text"] = generate_texts(
+                    loaded,
+                    [prompt],
+                    vectors=vectors,
+                    positions=positions,
+                    max_new_tokens=max_new_tokens,
+                    sampling=sampling,
+                    on_tokens=lambda step: self._queue.put(step[0]) if step[0] != -1 else None,
+                )[0]
+            except BaseException as exc:  # re-raised in the script thread
+                self._outcome["error"] = exc
+            finally:
+                self._queue.put(None)
+
+        threading.Thread(target=run, name="corrsteer-stream", daemon=True).start()
+
+    def pieces(self) -> Iterator[str]:
+        ids: list[int] = []
+        shown = ""
+        while (token := self._queue.get()) is not None:
+            ids.append(token)
+            text = self._loaded.tokenizer.decode(ids, skip_special_tokens=True)
+            if text.startswith(shown) and len(text) > len(shown):  # a partial character waits for its bytes
+                yield text[len(shown) :]
+                shown = text
+        if "error" in self._outcome:
+            raise self._outcome["error"]
+        self.text = self._outcome["text"]
+        if self.text.startswith(shown) and len(self.text) > len(shown):
+            yield self.text[len(shown) :]
+
+    def inert_pieces(self) -> Iterator[str]:
+        for piece in self.pieces():
+            yield md(piece)
 
 
 def try_item(

@@ -147,7 +147,7 @@ def _run_selection(page, server: str, csv: Path) -> None:
         page.get_by_label(label, exact=True).press("Enter")
         wait_idle(page)
     page.get_by_role("button", name="Run selection").click()
-    page.get_by_text("Selected profile steers layers").wait_for(timeout=120_000)
+    page.get_by_text("Selected profile steers").wait_for(timeout=120_000)
     wait_idle(page)
     full_screenshot(page, ARTIFACTS / "browser-1-run.png")
 
@@ -169,20 +169,25 @@ def _click_a_heatmap_square(page) -> None:
 
 def _toggle_and_compare(page) -> None:
     open_page(page, "Steer")
-    page.get_by_role("button", name="Generate").click()
+    page.get_by_role("button", name="Generate", exact=True).click()
     page.get_by_text("Unsteered").first.wait_for()
     wait_idle(page)
     steered_on = _steered_text(page)
     sidebar = page.locator('[data-testid="stSidebar"]')
     assert "steering layers 0, 1, 2, 3" in sidebar.inner_text()
     full_screenshot(page, ARTIFACTS / "browser-3-steered.png")
+    expected = {
+        0: "steering layers 1, 2, 3",
+        1: "steering layers 2, 3",
+        2: "steering layer 3",
+        3: "steering no layer",
+    }
     for row in range(4):  # switch layers off one by one until the steered reply changes (usually the first)
         _toggle_enabled(page, row)
-        page.get_by_text(
-            "steering layers " + ", ".join(str(k) for k in range(row + 1, 4))
-            if row < 3
-            else "steering layers none"
-        ).wait_for(timeout=60_000)
+        page.get_by_text(expected[row]).wait_for(timeout=60_000)
+        wait_idle(page)
+        page.get_by_role("button", name="Generate", exact=True).click()  # generation happens on request
+        page.get_by_text("Steered").first.wait_for()
         wait_idle(page)
         if _steered_text(page) != steered_on:
             break

@@ -34,7 +34,7 @@ def _candidates() -> pd.DataFrame:
 def test_heatmap_has_one_square_per_candidate_with_hover_data() -> None:
     frame = _candidates()
     fig = figures.candidate_heatmap(frame, explanations={(1, 11): "dates <b>"}, selected={(0, 0), (1, 10)})
-    (trace,) = fig.data
+    (trace,) = fig.data  # no chance level given: the candidates only
     assert len(trace.x) == len(frame) == 7
     assert sorted(set(trace.y)) == [0, 1, 3]
     assert sorted(set(trace.x)) == [1, 2, 3]  # ranks shown from 1
@@ -43,11 +43,29 @@ def test_heatmap_has_one_square_per_candidate_with_hover_data() -> None:
     row = next(c for c in custom if c[0] == 1 and c[1] == 11)
     assert row[5] == "dates <b>" and math.isclose(float(row[2]), 0.5 - 0.1 - 0.05)
     assert list(trace.marker.color) == list(frame.sort_values(["layer", "rank"])["r"])
-    assert trace.marker.cmin == -trace.marker.cmax  # diverging around r = 0
+    assert trace.marker.cmin == frame["r"].min() and trace.marker.cmax == frame["r"].max()  # fitted to the data
+    assert list(fig.layout.yaxis.tickvals) == [0, 1, 3] and fig.layout.yaxis.range == (3.5, -0.5)  # no empty rows
     widths = list(trace.marker.line.width)
     assert sum(1 for w in widths if w > 0) == 2  # the two selected features are outlined
     for name in ("customdata[1]", "customdata[2]", "customdata[3]", "customdata[4]", "customdata[5]"):
         assert name in trace.hovertemplate
+
+
+def test_heatmap_draws_the_chance_level_and_fades_what_does_not_beat_it() -> None:
+    frame = _candidates()
+    chance = {0: 0.45, 1: 0.1, 3: 0.2}
+    fig = figures.candidate_heatmap(frame, chance=chance, layers=[0, 1, 2, 3], n_samples=32)
+    squares, diamonds = fig.data
+    assert list(diamonds.x) == [0, 0, 0] and list(diamonds.y) == [0, 1, 3]
+    assert list(diamonds.marker.color) == [0.45, 0.1, 0.2] and diamonds.customdata is None  # not clickable
+    ordered = frame.sort_values(["layer", "rank"])
+    expected = [
+        0.3 if r <= chance[layer] else 1.0 for layer, r in zip(ordered["layer"], ordered["r"], strict=True)
+    ]
+    assert list(squares.marker.opacity) == expected and 0.3 in expected and 1.0 in expected
+    assert "32 samples" in fig.layout.title.text and list(fig.layout.yaxis.tickvals) == [0, 1, 2, 3]
+    both = figures.candidate_heatmap(frame.assign(r=frame["r"] - 0.3))  # r of both signs: diverging around 0
+    assert both.data[0].marker.cmid == 0.0 and both.data[0].marker.colorscale[0][1] != "#440154"
 
 
 def test_clicked_feature_reads_layer_and_feature_back() -> None:

@@ -73,8 +73,11 @@ def test_highlight_opacity_follows_the_activation() -> None:
 def test_diff_marks_added_and_removed_words() -> None:
     pieces = text.diff_words("the cat sat", "the dog sat")
     assert ("removed", "cat") in pieces and ("added", "dog") in pieces
-    assert "<del" in text.diff_html("the cat sat", "the dog sat", "before")
-    assert "<mark" in text.diff_html("the cat sat", "the dog sat", "after")
+    before = text.diff_html("the cat sat", "the dog sat", "before")
+    assert "<del" not in before and '#fed7d7" title="not in the steered reply">cat</mark>' in before  # readable
+    assert '#c6f6d5" title="not in the unsteered reply">dog</mark>' in text.diff_html(
+        "the cat sat", "the dog sat", "after"
+    )
     assert "<mark" not in text.diff_html("same", "same", "after")
     assert text.token_label("\n") == "⏎" and text.token_label("") == "∅"
 
