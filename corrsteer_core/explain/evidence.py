@@ -63,8 +63,14 @@ def _position(collection: CollectionResult, layer: int) -> int:
 def top_activating_records(
     collection: CollectionResult, layer: int, feature: int, n: int = 5
 ) -> list[tuple[SampleRecord, float]]:
-    """Samples whose pooled activation of the feature was highest (from each sample's kept top features)."""
+    """Samples whose pooled activation of the feature was highest: from the run's per-feature top samples, or,
+    for runs collected before those were kept, from each sample's kept top features."""
     pos = _position(collection, layer)
+    if collection.feature_top is not None:
+        rows, vals = collection.feature_top[0][pos, feature], collection.feature_top[1][pos, feature]
+        n_rec = len(collection.records)
+        pairs = zip(rows[:n].tolist(), vals[:n].tolist(), strict=True)
+        return [(collection.records[r], v) for r, v in pairs if 0 <= r < n_rec and v > 0]
     if collection.top_idx.numel() == 0:
         return []
     hits = collection.top_idx[:, pos, :] == feature  # (N, M)
