@@ -29,6 +29,7 @@ __all__ = [
     "LayerDashboard",
     "dashboard_dir",
     "load_layer",
+    "rank_matches",
     "save_layer",
     "save_vocab",
     "search_features",
@@ -224,5 +225,10 @@ def search_features(
         board = load_layer(preset, layer)
         if board is not None:
             found.extend(board.matches(query))
-    found.sort(key=lambda m: (_RANK[m.matched], -m.f1 if math.isfinite(m.f1) else 0.0, m.layer, m.feature))
-    return found[:limit]
+    return rank_matches(found, limit)
+
+
+def rank_matches(found: list[FeatureMatch], limit: int) -> list[FeatureMatch]:
+    """Label matches first, then top-context and promoted-token matches; best label score first within each."""
+    key = lambda m: (_RANK[m.matched], -m.f1 if math.isfinite(m.f1) else 0.0, m.layer, m.feature)  # noqa: E731
+    return sorted(found, key=key)[:limit]
