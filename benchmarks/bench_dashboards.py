@@ -28,16 +28,21 @@ def main() -> None:
     parser.add_argument("--layers", default=None)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--good", type=float, default=0.5, help="F1 at or above which a label counts as good")
+    parser.add_argument("--profile", default=None, help="also print the labels of this saved profile's features")
+    parser.add_argument("--summary-only", action="store_true", help="compute nothing, only read what is there")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     preset = get_preset(args.preset)
     layers = list(parse_layers(args.layers, preset.model.n_layers) or preset.layers)
-    loaded = load_model(preset)
-    saes = load_saes(loaded, layers)
-    corpus = build_corpus(loaded, CorpusConfig())  # the prepare corpus, reloaded from the cache
-    started = time.perf_counter()
-    built = build_dashboards(loaded, saes, corpus, DashboardConfig(), layers=layers)
-    seconds = time.perf_counter() - started
+    built, seconds, n_seq, n_tok = [], 0.0, 0, 0
+    if not args.summary_only:
+        loaded = load_model(preset)
+        saes = load_saes(loaded, layers)
+        corpus = build_corpus(loaded, CorpusConfig())  # the prepare corpus, reloaded from the cache
+        n_seq, n_tok = len(corpus.sequences), corpus.n_tokens
+        started = time.perf_counter()
+        built = build_dashboards(loaded, saes, corpus, DashboardConfig(), layers=layers)
+        seconds = time.perf_counter() - started
     folder = dashboard_store.dashboard_dir(preset)
     size = sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
     f1s, live = [], 0
@@ -53,8 +58,8 @@ def main() -> None:
         "computed_layers": len(built),
         "seconds": round(seconds, 1),
         "threads": args.threads,
-        "corpus_sequences": len(corpus.sequences),
-        "corpus_tokens": corpus.n_tokens,
+        "corpus_sequences": n_seq,
+        "corpus_tokens": n_tok,
         "size_mb": round(size / 1e6, 1),
         "features_alive": live,
         "f1_median": round(float(f1.median()), 3),
@@ -64,6 +69,28 @@ def main() -> None:
         "good_threshold": args.good,
     }
     print(json.dumps(summary, indent=2))
+    if args.profile:
+        _profile_labels(preset, args.profile)
+
+
+def _profile_labels(preset, name: str) -> None:
+    from corrsteer_core.profile_store import find_profile
+
+    profile = find_profile(name)
+    print("| layer | feature | r | label | F1 (P / R) | density | strongest context |")
+    print("|---|---|---|---|---|---|---|")
+    for s in profile.layers:
+        board = dashboard_store.load_layer(preset, s.layer)
+        if board is None:
+            print(f"| {s.layer} | {s.feature} | | (no dashboard) | | | |")
+            continue
+        v = board.feature(s.feature)
+        context = "".join(v.contexts[0].tokens).replace("\n", "⏎").replace("|", "\\|") if v.contexts else ""
+        r = f"{s.r:+.2f}" if s.r is not None else ""
+        print(
+            f"| {s.layer} | {s.feature} | {r} | {v.label.replace('|', '/')} | {v.f1:.2f} ({v.precision:.2f} / "
+            f"{v.recall:.2f}) | {v.density:.2%} | {context} |"
+        )
 
 
 if __name__ == "__main__":
