@@ -14,9 +14,9 @@ import time
 import torch
 
 from corrsteer_core.cli.common import parse_layers
-from corrsteer_core.embedded.corpus import CorpusConfig, build_corpus
+from corrsteer_core.embedded.corpus import CorpusConfig, build_corpus, corpus_activations
 from corrsteer_core.explain import dashboard_store
-from corrsteer_core.explain.dashboards import DashboardConfig, build_dashboards
+from corrsteer_core.explain.dashboards import DashboardConfig, build_dashboards, build_layer_from_residuals
 from corrsteer_core.loading import load_model
 from corrsteer_core.presets import get_preset
 from corrsteer_core.saes import load_saes
@@ -30,18 +30,37 @@ def main() -> None:
     parser.add_argument("--good", type=float, default=0.5, help="F1 at or above which a label counts as good")
     parser.add_argument("--profile", default=None, help="also print the labels of this saved profile's features")
     parser.add_argument("--summary-only", action="store_true", help="compute nothing, only read what is there")
+    parser.add_argument(
+        "--from-residuals",
+        action="store_true",
+        help="as prepare does for layers it trains: capture residuals once, then build each layer from them "
+        "(recomputes every layer; the capture is timed apart, prepare does it anyway for training)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     preset = get_preset(args.preset)
     layers = list(parse_layers(args.layers, preset.model.n_layers) or preset.layers)
-    built, seconds, n_seq, n_tok = [], 0.0, 0, 0
+    built: list[int] = []
+    seconds, n_seq, n_tok = 0.0, 0, 0
     if not args.summary_only:
         loaded = load_model(preset)
         saes = load_saes(loaded, layers)
         corpus = build_corpus(loaded, CorpusConfig())  # the prepare corpus, reloaded from the cache
         n_seq, n_tok = len(corpus.sequences), corpus.n_tokens
         started = time.perf_counter()
-        built = build_dashboards(loaded, saes, corpus, DashboardConfig(), layers=layers)
+        if args.from_residuals:
+            hooks = {layer: saes.hook_names[layer] for layer in layers}
+            acts = corpus_activations(loaded, corpus, hooks)
+            print(
+                f"capture of {len(layers)} layers (shared with training in prepare): "
+                f"{time.perf_counter() - started:.0f} s"
+            )
+            started = time.perf_counter()
+            for layer in layers:
+                build_layer_from_residuals(loaded, saes, corpus, layer, acts.pop(layer))
+                built.append(layer)
+        else:
+            built = build_dashboards(loaded, saes, corpus, DashboardConfig(), layers=layers)
         seconds = time.perf_counter() - started
     folder = dashboard_store.dashboard_dir(preset)
     size = sum(p.stat().st_size for p in folder.iterdir() if p.is_file())

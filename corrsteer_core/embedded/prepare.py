@@ -23,7 +23,7 @@ from corrsteer_core.config import PresetSpec, _DictMixin
 from corrsteer_core.embedded.corpus import CorpusConfig, build_corpus, corpus_activations
 from corrsteer_core.embedded.sae_training import SAETrainConfig, save_sae, train_topk_sae
 from corrsteer_core.errors import ConfigError, valid_choices
-from corrsteer_core.explain.dashboards import DashboardConfig, build_dashboards
+from corrsteer_core.explain.dashboards import DashboardConfig, build_dashboards, build_layer_from_residuals
 from corrsteer_core.loading import load_model
 from corrsteer_core.presets import DEFAULT_PRESET, get_preset
 from corrsteer_core.progress import Progress, report
@@ -112,7 +112,12 @@ def prepare_embedded(
                 loaded, corpus, hooks, progress=lambda d, t: report(progress, "activations", d, t)
             )
             for layer in group:
-                _train_layer(preset, layer, hooks[layer], acts.pop(layer), train_cfg, progress, log)
+                residuals = acts.pop(layer)
+                _train_layer(preset, layer, hooks[layer], residuals, train_cfg, progress, log)
+                if cfg.dashboards is not None:  # while its residuals are in memory: no second corpus pass
+                    fresh = load_saes(loaded, [layer])
+                    build_layer_from_residuals(loaded, fresh, corpus, layer, residuals, cfg.dashboards)
+                del residuals
     if cfg.dashboards is not None:
         corpus = corpus or build_corpus(loaded, cfg.corpus)
         saes = load_saes(loaded, wanted)

@@ -11,13 +11,13 @@ SAE's fingerprint: a finished layer is skipped, a layer whose SAE changed is rec
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
 
 from corrsteer_core.config import _check_positive, _DictMixin
-from corrsteer_core.embedded.corpus import Corpus, corpus_batches
+from corrsteer_core.embedded.corpus import Corpus, CorpusBatch, corpus_batches
 from corrsteer_core.errors import ConfigError
 from corrsteer_core.explain import dashboard_store
 from corrsteer_core.explain.evidence import logit_lens
@@ -27,7 +27,7 @@ from corrsteer_core.loading import LoadedModel
 from corrsteer_core.progress import Progress, report
 from corrsteer_core.saes import SAESet
 
-__all__ = ["DashboardConfig", "build_dashboards", "split_rows"]
+__all__ = ["DashboardConfig", "build_dashboards", "build_layer_from_residuals", "residual_batches", "split_rows"]
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,39 @@ def _encode(saes: SAESet, layer: int, resid: torch.Tensor) -> torch.Tensor:
     return saes.encode(layer, resid.reshape(-1, width)).float().reshape(batch, steps, -1).cpu()
 
 
+BatchSource = Callable[[list[int]], Iterator[CorpusBatch]]  # corpus rows -> batches of their residuals
+
+
+def residual_batches(corpus: Corpus, residuals: torch.Tensor, hook: str, batch_size: int = 16) -> BatchSource:
+    """Batches rebuilt from one layer's flat residuals (N, d) in :func:`corpus_activations` order (the ones
+    prepare trains on), so that a freshly trained layer gets its dashboards without another forward pass."""
+    seqs, start = corpus.sequences, corpus.start
+    spans: dict[int, tuple[int, int]] = {}
+    offset = 0
+    for i in sorted(range(len(seqs)), key=lambda i: (len(seqs[i]), i)):
+        spans[i] = (offset, max(0, len(seqs[i]) - start))
+        offset += spans[i][1]
+    if offset != residuals.shape[0]:
+        raise ConfigError(f"{residuals.shape[0]} residuals for a corpus of {offset} kept tokens")
+
+    def source(rows: list[int]) -> Iterator[CorpusBatch]:
+        wanted = sorted(rows, key=lambda i: (len(seqs[i]), i))
+        for first in range(0, len(wanted), batch_size):
+            chunk = wanted[first : first + batch_size]
+            width = max(1, max(spans[i][1] for i in chunk))
+            ids = torch.zeros((len(chunk), width), dtype=torch.long)
+            keep = torch.zeros((len(chunk), width), dtype=torch.bool)
+            resid = torch.zeros((len(chunk), width, residuals.shape[1]), dtype=residuals.dtype)
+            for j, i in enumerate(chunk):
+                at, n = spans[i]
+                ids[j, :n] = torch.tensor(seqs[i][start:], dtype=torch.long)
+                keep[j, :n] = True
+                resid[j, :n] = residuals[at : at + n]
+            yield CorpusBatch(rows=chunk, ids=ids, keep=keep, resid={hook: resid})
+
+    return source
+
+
 def _build_group(
     loaded: LoadedModel,
     saes: SAESet,
@@ -76,13 +109,17 @@ def _build_group(
     cfg: DashboardConfig,
     freq: torch.Tensor,
     progress: Progress | None,
+    source: BatchSource | None = None,
 ) -> None:
     hooks = {layer: saes.hook_names[layer] for layer in layers}
+    if source is None:
+        sites = list(set(hooks.values()))
+        source = lambda rows: corpus_batches(loaded, corpus, sites, batch_size=cfg.batch_size, rows=rows)  # noqa: E731
     train, held = split_rows(len(corpus.sequences), cfg.holdout_every)
     accs = {layer: FeatureAccumulator(saes.d_sae(layer), cfg.k, cfg.window) for layer in layers}
     done, total = 0, len(corpus.sequences)
     stage = f"dashboards {layers[0]}-{layers[-1]}"
-    for batch in corpus_batches(loaded, corpus, list(set(hooks.values())), batch_size=cfg.batch_size, rows=train):
+    for batch in source(train):
         seq_index = torch.tensor(batch.rows)
         for layer, hook in hooks.items():
             accs[layer].update(_encode(saes, layer, batch.resid[hook]), batch.keep, batch.ids, seq_index)
@@ -92,7 +129,7 @@ def _build_group(
     scorers = {
         layer: LabelScorer(labels[layer], acc.max_activation(), cfg.fire_fraction) for layer, acc in accs.items()
     }
-    for batch in corpus_batches(loaded, corpus, list(set(hooks.values())), batch_size=cfg.batch_size, rows=held):
+    for batch in source(held):
         for layer, hook in hooks.items():
             scorers[layer].update(_encode(saes, layer, batch.resid[hook]), batch.keep, batch.ids)
         done += len(batch.rows)
@@ -138,11 +175,32 @@ def build_dashboards(
         log("dashboards: all layers up to date")
         return []
     started = time.perf_counter()
-    dashboard_store.save_vocab(saes.preset, loaded.tokenizer)
-    vocab_size = max(len(loaded.tokenizer), int(loaded.model.get_output_embeddings().weight.shape[0]))
-    freq = token_frequencies(corpus.sequences, corpus.start, vocab_size)
+    freq = _prepare_vocab(loaded, saes, corpus)
     for start in range(0, len(todo), cfg.layers_per_pass):
         group = todo[start : start + cfg.layers_per_pass]
         _build_group(loaded, saes, corpus, group, cfg, freq, progress)
         log(f"dashboards: layers {group} done ({time.perf_counter() - started:.0f} s so far)")
     return todo
+
+
+def _prepare_vocab(loaded: LoadedModel, saes: SAESet, corpus: Corpus) -> torch.Tensor:
+    dashboard_store.save_vocab(saes.preset, loaded.tokenizer)
+    vocab_size = max(len(loaded.tokenizer), int(loaded.model.get_output_embeddings().weight.shape[0]))
+    return token_frequencies(corpus.sequences, corpus.start, vocab_size)
+
+
+def build_layer_from_residuals(
+    loaded: LoadedModel,
+    saes: SAESet,
+    corpus: Corpus,
+    layer: int,
+    residuals: torch.Tensor,
+    cfg: DashboardConfig | None = None,
+    *,
+    progress: Progress | None = None,
+) -> None:
+    """One layer's dashboards from the residuals prepare already holds for training it (no forward pass)."""
+    cfg = cfg or DashboardConfig()
+    freq = _prepare_vocab(loaded, saes, corpus)
+    source = residual_batches(corpus, residuals, saes.hook_names[layer], cfg.batch_size)
+    _build_group(loaded, saes, corpus, [layer], cfg, freq, progress, source)

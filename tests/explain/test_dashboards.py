@@ -145,3 +145,21 @@ def test_resume_skips_done_layers_and_recomputes_a_changed_sae(planted):
     assert dashboard_store.load_layer(saes.preset, 2, fresh.fingerprint(2)) is None  # stale for the new weights
     assert build_dashboards(loaded, fresh, corpus, DashboardConfig(k=5), log=lambda _: None) == [2]
     assert dashboard_store.load_layer(saes.preset, 2, fresh.fingerprint(2)) is not None
+
+
+def test_dashboards_from_held_residuals_equal_the_forward_pass(planted, tmp_path, monkeypatch):
+    """prepare builds a fresh layer's dashboards from the residuals it trained on: same result, no forward."""
+    from corrsteer_core.embedded.corpus import corpus_activations
+    from corrsteer_core.explain.dashboards import build_layer_from_residuals
+
+    loaded, saes, corpus, _, _ = planted
+    before = dashboard_store.load_layer(saes.preset, 1, saes.fingerprint(1))
+    assert before is not None
+    residuals = corpus_activations(loaded, corpus, {1: saes.hook_names[1]})[1]
+    monkeypatch.setenv("CORRSTEER_CACHE", str(tmp_path))
+    build_layer_from_residuals(loaded, saes, corpus, 1, residuals, DashboardConfig(k=5))
+    after = dashboard_store.load_layer(saes.preset, 1, saes.fingerprint(1))
+    assert after is not None
+    for key in ("top_val", "density", "f1", "precision", "recall", "hist"):
+        assert torch.allclose(after.t[key].float(), before.t[key].float(), atol=1e-4), key
+    assert torch.equal(after.t["label_ids"], before.t["label_ids"])
