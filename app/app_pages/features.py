@@ -30,7 +30,10 @@ def _explanation_text(lookup: FeatureLookup | None) -> str:
 
 
 def _score_text(view: Any) -> str:
-    return f"F1 {view.f1:.2f} (precision {view.precision:.2f}, recall {view.recall:.2f})"
+    return (
+        f"F1 {view.f1:.2f} (precision {view.precision:.2f}, recall {view.recall:.2f}, "
+        f"{view.support} held-out firings)"
+    )
 
 
 def _contexts(view: Any, n: int) -> None:

@@ -101,6 +101,7 @@ class FeatureDashboard:
     precision: float
     recall: float
     f1: float
+    support: int  # held-out positions where it fired: an F1 on a handful of firings is weak evidence
     density: float
     max_activation: float
     contexts: tuple[ActivationExample, ...]  # strongest first; values are per-token activations
@@ -118,6 +119,7 @@ class FeatureMatch:
     f1: float
     density: float
     matched: str  # "label", "context" (a top context's peak token) or "promoted"
+    exact: bool = False  # a matched token equals the query (case-insensitive), not just contains it
 
 
 class LayerDashboard:
@@ -157,6 +159,7 @@ class LayerDashboard:
             precision=float(t["precision"][feature]),
             recall=float(t["recall"][feature]),
             f1=float(t["f1"][feature]),
+            support=int(t["heldout_fired"][feature]),
             density=float(t["density"][feature]),
             max_activation=float(t["top_val"][feature, 0]),
             contexts=tuple(contexts),
@@ -178,10 +181,16 @@ class LayerDashboard:
             return []
         hit = torch.zeros(len(self.vocab) + 1, dtype=torch.bool)
         hit[torch.tensor(sorted(token_hits))] = True
+        same = torch.zeros(len(self.vocab) + 1, dtype=torch.bool)
+        exact_ids = [i for i in token_hits if self.vocab[i].lower() == q]
+        if exact_ids:
+            same[torch.tensor(exact_ids)] = True
 
-        def rows(ids: torch.Tensor) -> torch.Tensor:
+        def rows(ids: torch.Tensor, table: torch.Tensor = hit) -> torch.Tensor:
             ids = ids.long()
-            return hit[torch.where(ids >= 0, ids, len(self.vocab)).clamp(max=len(self.vocab))].any(dim=1)
+            return table[torch.where(ids >= 0, ids, len(self.vocab)).clamp(max=len(self.vocab))].any(dim=1)
+
+        exact = rows(self.t["label_ids"], same)
 
         peaks = self.t["win_ids"][:, :, self.window_before]
         by_label, by_context, by_promoted = (
@@ -194,7 +203,13 @@ class LayerDashboard:
             matched = "label" if by_label[f] else "context" if by_context[f] else "promoted"
             out.append(
                 FeatureMatch(
-                    self.layer, f, self.labels[f], float(self.t["f1"][f]), float(self.t["density"][f]), matched
+                    self.layer,
+                    f,
+                    self.labels[f],
+                    float(self.t["f1"][f]),
+                    float(self.t["density"][f]),
+                    matched,
+                    exact=bool(exact[f]),
                 )
             )
         return out
@@ -229,6 +244,7 @@ def search_features(
 
 
 def rank_matches(found: list[FeatureMatch], limit: int) -> list[FeatureMatch]:
-    """Label matches first, then top-context and promoted-token matches; best label score first within each."""
-    key = lambda m: (_RANK[m.matched], -m.f1 if math.isfinite(m.f1) else 0.0, m.layer, m.feature)  # noqa: E731
+    """Labels with the query as a whole token first, then labels containing it, then top-context and
+    promoted-token matches; best label score first within each."""
+    key = lambda m: (not m.exact, _RANK[m.matched], -m.f1 if math.isfinite(m.f1) else 0.0, m.layer, m.feature)  # noqa: E731
     return sorted(found, key=key)[:limit]

@@ -131,7 +131,10 @@ def test_planted_feature_contexts_labels_and_score(planted):
 def test_search_finds_the_planted_feature(planted):
     _, saes, _, _, _ = planted
     found = dashboard_store.search_features(saes.preset, "q")
-    assert found[0].layer == 0 and found[0].feature == FIRE and found[0].matched == "label"
+    assert found[0].layer == 0 and found[0].feature == FIRE and found[0].matched == "label" and found[0].exact
+    assert all(not m.exact or "q" in m.label for m in found)
+    view = dashboard_store.load_layer(saes.preset, 0).feature(FIRE)
+    assert view.support > 0
     assert dashboard_store.search_features(saes.preset, "") == []
 
 
