@@ -117,6 +117,7 @@ def prepare_embedded(
                 if cfg.dashboards is not None:  # while its residuals are in memory: no second corpus pass
                     fresh = load_saes(loaded, [layer])
                     build_layer_from_residuals(loaded, fresh, corpus, layer, residuals, cfg.dashboards)
+                    log(f"layer {layer:>2}: dashboards done")
                 del residuals
     if cfg.dashboards is not None:
         corpus = corpus or build_corpus(loaded, cfg.corpus)

@@ -15,7 +15,10 @@ pytestmark = pytest.mark.slow
 
 def test_prepare_computes_dashboards_for_every_layer(embedded_preset, embedded_saes, prepared):
     _, logs = prepared
-    assert any("dashboards: layers" in line for line in logs)
+    assert [line for line in logs if line.endswith("dashboards done")] == [
+        f"layer {layer:>2}: dashboards done" for layer in LAYERS
+    ]
+    assert "dashboards: all layers up to date" in logs  # built from the training residuals, nothing left
     for layer in LAYERS:
         board = dashboard_store.load_layer(embedded_preset, layer, embedded_saes.fingerprint(layer))
         assert board is not None
