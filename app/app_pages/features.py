@@ -12,6 +12,7 @@ import streamlit as st
 from app.ui import dashboards, figures, resources, state, widgets
 from app.ui.text import highlight_tokens_html, md, token_label
 from corrsteer_core.explain import OFFLINE_MESSAGE, FeatureLookup
+from corrsteer_core.limits import MAX_FEATURE_QUERY_CHARS
 from corrsteer_core.presets import get_preset
 
 Pair = tuple[int, int]
@@ -93,6 +94,7 @@ def _search(preset: str, run_id: str) -> None:
     query = st.text_input(
         "Search every feature of every layer by label or token",
         key=state.FEATURES_SEARCH,
+        max_chars=MAX_FEATURE_QUERY_CHARS,
         placeholder='e.g. French, " est", refuse',
         help="Matches label tokens first, then the tokens where a feature peaks and the tokens it promotes.",
     )

@@ -17,10 +17,11 @@ import torch
 
 from corrsteer_core import storage
 from corrsteer_core.config import PresetSpec
-from corrsteer_core.errors import CacheCorruptError
+from corrsteer_core.errors import CacheCorruptError, ExplanationError
 from corrsteer_core.explain.feature_stats import HIST_EDGES
 from corrsteer_core.explain.labels import format_label
 from corrsteer_core.explain.records import ActivationExample
+from corrsteer_core.limits import MAX_FEATURE_QUERY_CHARS, check_at_most
 from corrsteer_core.saes import SAESet
 
 __all__ = [
@@ -175,6 +176,7 @@ class LayerDashboard:
 
     def matches(self, query: str) -> list[FeatureMatch]:
         """Features whose label, top-context peaks or promoted tokens contain ``query`` (case-insensitive)."""
+        check_at_most("the search text's length", len(query), MAX_FEATURE_QUERY_CHARS, error=ExplanationError)
         q = query.lower()
         token_hits = {i for i, tok in enumerate(self.vocab) if q in tok.lower()}
         if not token_hits:

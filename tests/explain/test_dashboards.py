@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from corrsteer_core.embedded.corpus import Corpus
+from corrsteer_core.errors import ExplanationError
 from corrsteer_core.explain import dashboard_store
 from corrsteer_core.explain.dashboards import DashboardConfig, build_dashboards
 from corrsteer_core.explain.feature_stats import FeatureAccumulator, LabelScorer, WindowSpec
@@ -136,6 +137,8 @@ def test_search_finds_the_planted_feature(planted):
     view = dashboard_store.load_layer(saes.preset, 0).feature(FIRE)
     assert view.support > 0
     assert dashboard_store.search_features(saes.preset, "") == []
+    with pytest.raises(ExplanationError, match="at most 100"):
+        dashboard_store.search_features(saes.preset, "q" * 101)
 
 
 def test_resume_skips_done_layers_and_recomputes_a_changed_sae(planted):
