@@ -20,6 +20,7 @@ import torch
 from corrsteer_core.config import CollectConfig
 from corrsteer_core.errors import CollectionError, ConfigError
 from corrsteer_core.experiment import Experiment
+from corrsteer_core.feature_samples import new_feature_samples, update_feature_samples
 from corrsteer_core.generation import GenerationResult, greedy_generate
 from corrsteer_core.hooks import capture_residuals
 from corrsteer_core.loading import LoadedModel
@@ -50,6 +51,8 @@ class CollectionResult:
     meta: RunMeta
     resid_norm: dict[int, float]  # mean residual norm at the generation positions, per layer (for diagnostics)
     warnings: list[str]  # collection-level caveats (e.g. answer spans found for one class only)
+    # per feature, the run's samples where it was highest: rows (L, F, k) int64 (-1: none) and values (L, F, k)
+    feature_top: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @property
     def n(self) -> int:
@@ -266,6 +269,7 @@ def _resume(
         "norm_sum": torch.zeros(n_layers, dtype=torch.float64),
         "norm_count": torch.zeros(1, dtype=torch.float64),
         "span_counts": torch.zeros(4, dtype=torch.float64),
+        **new_feature_samples(n_layers, n_features),
     }
     return fresh, extra, 0
 
@@ -313,6 +317,8 @@ def _collect_batch(
     ]
     top = torch.topk(x, k=min(cfg.keep_top, x.shape[-1]), dim=-1)
     store.save_batch(index, records, top.indices, top.values)
+    if "feature_top_val" in extra:  # absent in runs checkpointed before it existed: their fallback is top_idx
+        update_feature_samples(extra, x, index * cfg.batch_size)
     stats["stats"].update(x, y, s_idx)
     stats["shuffled"].update(x, y[perm], s_idx)
 
@@ -356,4 +362,5 @@ def load_collection(run_id: str) -> CollectionResult:
         strata=list(meta.strata),
         meta=meta,
         resid_norm=dict(zip(layers, mean_norm, strict=True)),
+        feature_top=(extra["feature_top_row"], extra["feature_top_val"]) if "feature_top_row" in extra else None,
     )

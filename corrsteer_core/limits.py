@@ -10,6 +10,7 @@ exhausts memory or time, and each number says why it is what it is:
   English. A prompt over it cannot fit any preset's context; the exact check against the loaded model's own
   context, in tokens, is :func:`corrsteer_core.generation.check_context`.
 - ``MAX_BATCH_SIZE`` 1024: batches are padded to their longest prompt and hold a KV cache per row.
+- ``MAX_FEATURE_QUERY_CHARS`` 100: a feature search matches token text, and no vocabulary token is that long.
 - ``MAX_TASK_FILE_BYTES`` 256 MiB and ``MAX_TASK_ROWS`` 250,000: the largest benchmark split used (MMLU's
   auxiliary_train, ~100k rows, ~160 MB) fits; a table beyond it would not fit in memory as items anyway.
 - ``MAX_PROFILE_BYTES`` 64 MiB: a safetensors export of 128 layers of 16,384-wide float32 vectors is 8 MiB.
@@ -44,6 +45,7 @@ __all__ = [
     "MAX_BATCH_SIZE",
     "MAX_COEFFICIENT",
     "MAX_COLLECT_BINS",
+    "MAX_FEATURE_QUERY_CHARS",
     "MAX_MODEL_LAYERS",
     "MAX_MODEL_WIDTH",
     "MAX_NEW_TOKENS",
@@ -68,6 +70,7 @@ __all__ = [
 MAX_NEW_TOKENS = 4096
 MAX_PROMPT_CHARS = 32_768
 MAX_BATCH_SIZE = 1024
+MAX_FEATURE_QUERY_CHARS = 100  # a feature search matches tokens: no token is longer
 MAX_TASK_FILE_BYTES = 256 * 2**20
 MAX_TASK_ROWS = 250_000
 MAX_PROFILE_BYTES = 64 * 2**20

@@ -19,7 +19,7 @@ from safetensors import SafetensorError
 from corrsteer_core import storage
 from corrsteer_core.config import PresetSpec
 from corrsteer_core.errors import CacheCorruptError, ConfigError, SAEShapeError, valid_choices
-from corrsteer_core.loading import LoadedModel, require_hub
+from corrsteer_core.loading import LoadedModel
 from corrsteer_core.presets import get_preset
 
 __all__ = ["SAESet", "embedded_sae_dir", "load_saes", "missing_embedded_layers", "sae_fingerprint"]
@@ -123,10 +123,9 @@ def _load_from_disk(path: Path, device: str) -> Any:
 def _load_one(preset: PresetSpec, layer: int, device: str) -> Any:
     spec = preset.sae
     if spec.source == "sae_lens":
-        from sae_lens import SAE
+        from corrsteer_core.hub_saes import load_hub_sae
 
-        require_hub(f"SAE {spec.release}/{spec.sae_id(layer)}")
-        return SAE.from_pretrained(spec.release, spec.sae_id(layer), device=device)
+        return load_hub_sae(spec, layer, device)
     root = embedded_sae_dir(preset) if spec.source == "embedded" else Path(str(spec.path))
     path = root / f"layer_{layer}"
     try:

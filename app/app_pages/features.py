@@ -1,4 +1,6 @@
-"""Features: what each selected (or clicked) feature means: Neuronpedia when available, local evidence always."""
+"""Features: what each selected (or clicked) feature means: its dashboard (label, trust score, top contexts on the
+prepare corpus), Neuronpedia when available, local evidence from the run always; and a search over every
+feature of every layer, whose hits can be added to the profile being steered."""
 
 from __future__ import annotations
 
@@ -7,10 +9,11 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from app.ui import figures, resources, state, widgets
+from app.ui import dashboards, figures, resources, state, widgets
 from app.ui.profile_builder import add_candidate
 from app.ui.text import highlight_tokens_html, md, token_label
 from corrsteer_core.explain import OFFLINE_MESSAGE, FeatureLookup
+from corrsteer_core.limits import MAX_FEATURE_QUERY_CHARS
 from corrsteer_core.presets import get_preset
 
 Pair = tuple[int, int]
@@ -28,11 +31,42 @@ def _explanation_text(lookup: FeatureLookup | None) -> str:
     return OFFLINE_MESSAGE if lookup.status == "offline" else lookup.message
 
 
-def _overview(selection: Any, pairs: list[Pair], lookups: dict[Pair, FeatureLookup]) -> None:
+def _score_text(view: Any) -> str:
+    return (
+        f"F1 {view.f1:.2f} (precision {view.precision:.2f}, recall {view.recall:.2f}, "
+        f"{view.support} held-out firings)"
+    )
+
+
+def _contexts(view: Any, n: int) -> None:
+    vmax = view.max_activation or None
+    for ctx in view.contexts[:n]:
+        st.markdown(highlight_tokens_html(ctx.tokens, ctx.values, vmax), unsafe_allow_html=True)
+
+
+def _at_a_glance(preset: str, pairs: list[Pair]) -> None:
+    """Label, trust score and the two strongest contexts of every selected feature."""
+    missing = []
+    for pair in pairs:
+        view = dashboards.feature_view(preset, *pair)
+        if view is None:
+            missing.append(pair)
+            continue
+        st.markdown(f"**{_label(pair)}** · label {md(view.label or '(none)')} · {_score_text(view)}")
+        _contexts(view, 2)
+    if missing:
+        st.caption(
+            "No dashboards for " + ", ".join(_label(p) for p in missing) + ": run `corrsteer prepare` to compute "
+            "them (it computes only what is missing or out of date)."
+        )
+
+
+def _overview(preset: str, selection: Any, pairs: list[Pair], lookups: dict[Pair, FeatureLookup]) -> None:
     candidates = selection.candidates_frame().set_index(["layer", "feature"])
     rows = []
     for pair in pairs:
         cand = candidates.loc[pair] if pair in candidates.index else None
+        view = dashboards.feature_view(preset, *pair)
         rows.append(
             {
                 "layer": pair[0],
@@ -40,13 +74,74 @@ def _overview(selection: Any, pairs: list[Pair], lookups: dict[Pair, FeatureLook
                 "r": None if cand is None else float(cand["r"]),
                 "firing (correct)": None if cand is None else float(cand["firing_rate_correct"]),
                 "firing (incorrect)": None if cand is None else float(cand["firing_rate_incorrect"]),
+                "label": view.label if view is not None else "—",
+                "label F1": view.f1 if view is not None else None,
                 "explanation": _explanation_text(lookups.get(pair)),
             }
         )
     pct = st.column_config.NumberColumn(format="percent")
     st.dataframe(
-        pd.DataFrame(rows), hide_index=True, column_config={"firing (correct)": pct, "firing (incorrect)": pct}
+        pd.DataFrame(rows),
+        hide_index=True,
+        column_config={
+            "firing (correct)": pct,
+            "firing (incorrect)": pct,
+            "label F1": st.column_config.NumberColumn(format="%.2f", help="how well the label predicts firing"),
+        },
     )
+
+
+def _search(preset: str, run_id: str) -> None:
+    query = st.text_input(
+        "Search every feature of every layer by label or token",
+        key=state.FEATURES_SEARCH,
+        max_chars=MAX_FEATURE_QUERY_CHARS,
+        placeholder='e.g. French, " est", refuse',
+        help="Matches label tokens first, then the tokens where a feature peaks and the tokens it promotes.",
+    )
+    if not query:
+        return
+    found = dashboards.search(preset, query)
+    if not found:
+        st.caption("No feature's label or top tokens contain that text (or no dashboards yet: corrsteer prepare).")
+        return
+    frame = pd.DataFrame(
+        [(m.layer, m.feature, m.label, m.f1, m.density, m.matched) for m in found],
+        columns=["layer", "feature", "label", "label F1", "density", "matched on"],
+    )
+    st.dataframe(frame, hide_index=True, column_config={"density": st.column_config.NumberColumn(format="%.3%")})
+    pairs = [(m.layer, m.feature) for m in found]
+    pick = st.selectbox("Found feature", pairs, format_func=_label, key=state.FEATURES_FOUND)
+    left, right = st.columns(2)
+    if left.button("Open", key="features_found_open"):
+        state.put(state.FOCUS, (int(pick[0]), int(pick[1])))
+        st.rerun()
+    right.button("Add to the profile", key="features_found_add", on_click=add_candidate, args=pick)
+
+
+def _dashboard(preset: str, pair: Pair) -> None:
+    st.markdown("##### What makes it fire (prepare corpus)")
+    view = dashboards.feature_view(preset, *pair)
+    if view is None:
+        st.caption("No dashboard for this feature's SAE yet: run `corrsteer prepare`.")
+        return
+    c = st.columns(3)
+    c[0].metric("Label", view.label or "(none)")
+    c[1].metric("Label F1 (held-out text)", f"{view.f1:.2f}", help=_score_text(view))
+    c[2].metric("Density", f"{view.density:.3%}")
+    if not view.contexts:
+        st.caption("The feature never fired on the prepare corpus.")
+    _contexts(view, len(view.contexts))
+    left, right = st.columns(2)
+    for column, rows, name in ((left, view.promoted, "promoted"), (right, view.suppressed, "suppressed")):
+        frame = pd.DataFrame([(token_label(t), v) for t, v in rows], columns=[name, "logit"])
+        column.dataframe(frame, hide_index=True)
+    counts = pd.DataFrame(
+        {"activation ≥": [f"{e:.3g}" for e in view.hist_edges[:-1]], "tokens": list(view.hist_counts)}
+    )
+    nonzero = counts[counts["tokens"] > 0]
+    if not nonzero.empty:
+        st.bar_chart(nonzero, x="activation ≥", y="tokens", height=180)
 
 
 def _neuronpedia(lookup: FeatureLookup | None) -> None:
@@ -95,7 +190,7 @@ def _top_generations(preset: str, run_id: str, pair: Pair) -> None:
     st.markdown("##### Top activating generations")
     examples = resources.token_evidence(preset, run_id, *pair)
     if not examples:
-        st.caption("The feature was not among any sample's strongest features in this run.")
+        st.caption("The feature did not fire on any sample of this run.")
         return
     vmax = max((max(ex.values, default=0.0) for ex in examples), default=1.0)
     for ex in examples:
@@ -137,7 +232,13 @@ with widgets.show_errors(stop=True), st.spinner("Looking up explanations…"):
 if get_preset(preset).sae.neuronpedia_model is None:
     st.caption("Explanations come from local evidence: this preset's SAEs have no Neuronpedia pages.")
 st.subheader("Selected features")
-_overview(selection, selected_pairs, lookups)
+with widgets.show_errors():
+    _overview(preset, selection, selected_pairs, lookups)
+    _at_a_glance(preset, selected_pairs)
+
+st.subheader("Find a feature")
+with widgets.show_errors():
+    _search(preset, run_id)
 
 st.subheader("Feature detail")
 current = focus if focus is not None and focus in options else options[0]
@@ -157,7 +258,9 @@ else:
     )
 with widgets.show_errors():
     _any_feature(preset, run_id)
+    _dashboard(preset, choice)
     _neuronpedia(lookups.get(choice))
     _class_evidence(run_id, choice)
-    _logit_effects(preset, choice)
+    if dashboards.feature_view(preset, *choice) is None:  # the dashboard shows them otherwise
+        _logit_effects(preset, choice)
     _top_generations(preset, run_id, choice)

@@ -44,6 +44,7 @@ def _prepare(args: argparse.Namespace) -> int:
     from corrsteer_core.embedded.corpus import CorpusConfig
     from corrsteer_core.embedded.prepare import PrepareConfig, prepare_embedded
     from corrsteer_core.embedded.sae_training import SAETrainConfig
+    from corrsteer_core.explain.dashboards import DashboardConfig
     from corrsteer_core.presets import get_preset
     from corrsteer_core.progress import tqdm_progress
 
@@ -52,6 +53,7 @@ def _prepare(args: argparse.Namespace) -> int:
         train=SAETrainConfig(epochs=args.epochs, seed=args.seed),
         layers=parse_layers(args.layers, get_preset(args.preset).model.n_layers),
         force=args.force,
+        dashboards=None if args.no_dashboards else DashboardConfig(),
     )
     with tqdm_progress(disable=args.json) as progress:
         rows = prepare_embedded(args.preset, cfg, progress=progress, log=(lambda _: None) if args.json else print)
@@ -96,6 +98,9 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--force", action="store_true", help="retrain layers that are already done")
+    p.add_argument(
+        "--no-dashboards", action="store_true", help="skip the feature dashboards (top contexts, labels, scores)"
+    )
 
     p = sub.add_parser("app", help="start the web app (binds to localhost)")
     p.add_argument("--preset", default="smollm2-135m-it")

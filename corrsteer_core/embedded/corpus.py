@@ -10,7 +10,7 @@ all answer tokens are kept. Token ids are cached so activations can be rebuilt i
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -23,7 +23,15 @@ from corrsteer_core.hooks import capture_residuals
 from corrsteer_core.limits import MAX_BATCH_SIZE, check_at_most, check_new_tokens
 from corrsteer_core.loading import LoadedModel
 
-__all__ = ["Corpus", "CorpusConfig", "build_corpus", "corpus_activations", "corpus_prompts"]
+__all__ = [
+    "Corpus",
+    "CorpusBatch",
+    "CorpusConfig",
+    "build_corpus",
+    "corpus_activations",
+    "corpus_batches",
+    "corpus_prompts",
+]
 
 
 @dataclass(frozen=True)
@@ -111,7 +119,46 @@ def build_corpus(
     return corpus
 
 
+@dataclass
+class CorpusBatch:
+    rows: list[int]  # indices of the batch's sequences in the corpus
+    ids: torch.Tensor  # (B, T) token ids, right padded
+    keep: torch.Tensor  # (B, T) bool: positions kept (after the preamble, not padding)
+    resid: dict[str, torch.Tensor]  # hook name -> (B, T, d_model) residuals in the model dtype, on the CPU
+
+
 @torch.inference_mode()
+def corpus_batches(
+    loaded: LoadedModel,
+    corpus: Corpus,
+    hook_names: list[str],
+    *,
+    batch_size: int = 16,
+    rows: list[int] | None = None,
+) -> Iterator[CorpusBatch]:
+    """Teacher-forced residuals at ``hook_names``, one batch of sequences at a time (similar lengths together)."""
+    seqs = corpus.sequences
+    wanted = list(range(len(seqs))) if rows is None else list(rows)
+    order = sorted(wanted, key=lambda i: (len(seqs[i]), i))
+    pad = int(loaded.tokenizer.pad_token_id or 0)
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        width = max(len(seqs[i]) for i in chunk)
+        ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+        attention = torch.zeros((len(chunk), width), dtype=torch.long)
+        keep = torch.zeros((len(chunk), width), dtype=torch.bool)
+        for j, i in enumerate(chunk):  # right padding: positions are plain aranges
+            ids[j, : len(seqs[i])] = torch.tensor(seqs[i])
+            attention[j, : len(seqs[i])] = 1
+            keep[j, corpus.start : len(seqs[i])] = True
+        with capture_residuals(loaded.model, hook_names, positions="all") as rec:
+            loaded.model(
+                input_ids=ids.to(loaded.device), attention_mask=attention.to(loaded.device), logits_to_keep=1
+            )
+        resid = {hook: rec.stacked(hook).cpu() for hook in hook_names}
+        yield CorpusBatch(rows=chunk, ids=ids, keep=keep, resid=resid)
+
+
 def corpus_activations(
     loaded: LoadedModel,
     corpus: Corpus,
@@ -121,26 +168,12 @@ def corpus_activations(
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[int, torch.Tensor]:
     """Teacher-forced residuals (N, d_model) in the model dtype at each layer's hook, kept positions only."""
-    seqs = corpus.sequences
-    order = sorted(range(len(seqs)), key=lambda i: (len(seqs[i]), i))
     chunks: dict[int, list[torch.Tensor]] = {layer: [] for layer in hook_names}
-    pad = int(loaded.tokenizer.pad_token_id or 0)
-    for start in range(0, len(order), batch_size):
-        rows = [seqs[i] for i in order[start : start + batch_size]]
-        width = max(len(r) for r in rows)
-        ids = torch.full((len(rows), width), pad, dtype=torch.long)
-        attention = torch.zeros((len(rows), width), dtype=torch.long)
-        keep = torch.zeros((len(rows), width), dtype=torch.bool)
-        for j, row in enumerate(rows):  # right padding: positions are plain aranges
-            ids[j, : len(row)] = torch.tensor(row)
-            attention[j, : len(row)] = 1
-            keep[j, corpus.start : len(row)] = True
-        with capture_residuals(loaded.model, list(hook_names.values()), positions="all") as rec:
-            loaded.model(
-                input_ids=ids.to(loaded.device), attention_mask=attention.to(loaded.device), logits_to_keep=1
-            )
+    done, total = 0, len(corpus.sequences)
+    for batch in corpus_batches(loaded, corpus, list(hook_names.values()), batch_size=batch_size):
         for layer, hook in hook_names.items():
-            chunks[layer].append(rec.stacked(hook).cpu()[keep])
+            chunks[layer].append(batch.resid[hook][batch.keep])
+        done += len(batch.rows)
         if progress is not None:
-            progress(min(start + batch_size, len(order)), len(order))
+            progress(done, total)
     return {layer: torch.cat(parts) for layer, parts in chunks.items()}

@@ -2,7 +2,9 @@
 
 Steps: convert the GGUF model once; generate (or reload) the training corpus; capture each missing layer's
 residuals at its SAE hook site; train a TopK SAE per layer and save it atomically in sae-lens format with its
-quality report. Resumable layer by layer: finished layers are skipped, so an interrupted run continues where it
+quality report; then compute the feature dashboards of every layer (top contexts, labels and their scores:
+:mod:`corrsteer_core.explain.dashboards`), skipping layers whose dashboards match their SAE.
+Resumable layer by layer: finished layers are skipped, so an interrupted run continues where it
 stopped, and every step is deterministic given the seeds.
 """
 
@@ -21,6 +23,7 @@ from corrsteer_core.config import PresetSpec, _DictMixin
 from corrsteer_core.embedded.corpus import CorpusConfig, build_corpus, corpus_activations
 from corrsteer_core.embedded.sae_training import SAETrainConfig, save_sae, train_topk_sae
 from corrsteer_core.errors import ConfigError, valid_choices
+from corrsteer_core.explain.dashboards import DashboardConfig, build_dashboards, build_layer_from_residuals
 from corrsteer_core.loading import load_model
 from corrsteer_core.presets import DEFAULT_PRESET, get_preset
 from corrsteer_core.progress import Progress, report
@@ -36,6 +39,7 @@ class PrepareConfig(_DictMixin):
     layers: tuple[int, ...] | None = None  # None: every layer of the preset
     force: bool = False  # retrain layers that are already done
     activation_memory_gb: float = 6.0  # residuals held at once; more layers per corpus pass when larger
+    dashboards: DashboardConfig | None = field(default_factory=DashboardConfig)  # None: skip the dashboards
 
     def __post_init__(self) -> None:
         if self.activation_memory_gb <= 0:
@@ -98,6 +102,7 @@ def prepare_embedded(
     wanted = list(cfg.layers) if cfg.layers is not None else list(preset.layers)
     todo = wanted if cfg.force else missing_embedded_layers(preset, tuple(wanted))
     log(f"model ready ({preset.name}); layers to train: {todo if todo else 'none, all done'}")
+    corpus = None
     if todo:
         corpus = build_corpus(loaded, cfg.corpus, progress=lambda d, t: report(progress, "corpus", d, t))
         log(f"corpus: {len(corpus.sequences)} sequences, {corpus.n_tokens} tokens")
@@ -107,7 +112,17 @@ def prepare_embedded(
                 loaded, corpus, hooks, progress=lambda d, t: report(progress, "activations", d, t)
             )
             for layer in group:
-                _train_layer(preset, layer, hooks[layer], acts.pop(layer), train_cfg, progress, log)
+                residuals = acts.pop(layer)
+                _train_layer(preset, layer, hooks[layer], residuals, train_cfg, progress, log)
+                if cfg.dashboards is not None:  # while its residuals are in memory: no second corpus pass
+                    fresh = load_saes(loaded, [layer])
+                    build_layer_from_residuals(loaded, fresh, corpus, layer, residuals, cfg.dashboards)
+                    log(f"layer {layer:>2}: dashboards done")
+                del residuals
+    if cfg.dashboards is not None:
+        corpus = corpus or build_corpus(loaded, cfg.corpus)
+        saes = load_saes(loaded, wanted)
+        build_dashboards(loaded, saes, corpus, cfg.dashboards, force=cfg.force, progress=progress, log=log)
     rows = read_prepare_report(preset)
     storage.atomic_write_json(
         embedded_sae_dir(preset) / "report.json",

@@ -26,6 +26,7 @@ __all__ = [
     "TokenActivations",
     "class_evidence",
     "logit_effects",
+    "logit_lens",
     "token_activations",
     "top_activating_records",
 ]
@@ -62,8 +63,14 @@ def _position(collection: CollectionResult, layer: int) -> int:
 def top_activating_records(
     collection: CollectionResult, layer: int, feature: int, n: int = 5
 ) -> list[tuple[SampleRecord, float]]:
-    """Samples whose pooled activation of the feature was highest (from each sample's kept top features)."""
+    """Samples whose pooled activation of the feature was highest: from the run's per-feature top samples, or,
+    for runs collected before those were kept, from each sample's kept top features."""
     pos = _position(collection, layer)
+    if collection.feature_top is not None:
+        rows, vals = collection.feature_top[0][pos, feature], collection.feature_top[1][pos, feature]
+        n_rec = len(collection.records)
+        pairs = zip(rows[:n].tolist(), vals[:n].tolist(), strict=True)
+        return [(collection.records[r], v) for r, v in pairs if 0 <= r < n_rec and v > 0]
     if collection.top_idx.numel() == 0:
         return []
     hits = collection.top_idx[:, pos, :] == feature  # (N, M)
@@ -94,23 +101,40 @@ def token_activations(
 
 
 @torch.inference_mode()
+def logit_lens(
+    loaded: LoadedModel, saes: SAESet, layer: int, features: list[int] | None = None, k: int = 10, chunk: int = 256
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(promoted ids, their logit change, suppressed ids, their change), each (n, k), for ``features`` (default
+    every feature): the tokens whose logits each feature's direction raises / lowers most, through the final
+    norm's gain and the unembedding."""
+    wanted = list(range(saes.d_sae(layer))) if features is None else list(features)
+    norm = getattr(getattr(loaded.model, "model", None), "norm", None)
+    gain = norm.weight.float() if norm is not None and getattr(norm, "weight", None) is not None else None
+    unembed = loaded.model.get_output_embeddings().weight.float()  # (V, d)
+    parts: list[tuple[torch.Tensor, ...]] = []
+    for start in range(0, len(wanted), chunk):
+        direction = saes.directions(layer, wanted[start : start + chunk]).to(loaded.device)  # (n, d)
+        if gain is not None:
+            direction = direction * gain
+        logits = direction @ unembed.T  # (n, V)
+        top, bottom = torch.topk(logits, k, dim=1), torch.topk(-logits, k, dim=1)
+        parts.append((top.indices.cpu(), top.values.cpu(), bottom.indices.cpu(), -bottom.values.cpu()))
+    if not parts:
+        empty = torch.zeros((0, k))
+        return empty.long(), empty, empty.long(), empty
+    up_i, up_v, down_i, down_v = (torch.cat(p) for p in zip(*parts, strict=True))
+    return up_i, up_v, down_i, down_v
+
+
 def logit_effects(
     loaded: LoadedModel, saes: SAESet, layer: int, feature: int, k: int = 10
 ) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
     """(promoted, suppressed): the k tokens whose logits the feature's direction raises / lowers most."""
-    direction = saes.directions(layer, [feature])[0].to(loaded.device)
-    norm = getattr(getattr(loaded.model, "model", None), "norm", None)
-    if norm is not None and getattr(norm, "weight", None) is not None:
-        direction = direction * norm.weight.float()
-    unembed = loaded.model.get_output_embeddings().weight.float()  # (V, d)
-
-    logits = unembed @ direction  # (V,)
-    top = torch.topk(logits, k)
-    bottom = torch.topk(-logits, k)
+    up_i, up_v, down_i, down_v = logit_lens(loaded, saes, layer, [feature], k)
     name = loaded.tokenizer.decode
     return (
-        [(name([int(i)]), float(v)) for v, i in zip(top.values, top.indices, strict=True)],
-        [(name([int(i)]), float(-v)) for v, i in zip(bottom.values, bottom.indices, strict=True)],
+        [(name([int(i)]), float(v)) for v, i in zip(up_v[0], up_i[0], strict=True)],
+        [(name([int(i)]), float(v)) for v, i in zip(down_v[0], down_i[0], strict=True)],
     )
 
 

@@ -82,3 +82,36 @@ def test_class_evidence_counts_every_sample(planted):
     assert sum(evidence.counts_incorrect) == len(run.records) - n_correct
     fired = [("a" in r.generation or r.generation.startswith("a")) for r in run.records]
     assert evidence.firing_rate_correct + evidence.firing_rate_incorrect > 0 and any(fired)
+
+
+def test_feature_samples_equal_brute_force_top_k():
+    from corrsteer_core.feature_samples import new_feature_samples, update_feature_samples
+
+    gen = torch.Generator().manual_seed(3)
+    x = torch.rand((37, 2, 5), generator=gen) * (torch.rand((37, 2, 5), generator=gen) > 0.5)
+    extra = new_feature_samples(2, 5, k=4)
+    for start in range(0, 37, 8):
+        update_feature_samples(extra, x[start : start + 8], start)
+    for layer in range(2):
+        for f in range(5):
+            column = x[:, layer, f]
+            want = [i for i in torch.argsort(column, descending=True, stable=True)[:4].tolist() if column[i] > 0]
+            got = [r for r in extra["feature_top_row"][layer, f].tolist() if r >= 0]
+            assert sorted(got) == sorted(want)
+            assert column[got].tolist() == pytest.approx(sorted(column[got].tolist(), reverse=True))
+
+
+def test_every_feature_keeps_its_top_samples_even_when_never_a_samples_strongest(planted):
+    loaded, saes, _ = planted
+    task = toy_task(24, max_new_tokens=12)
+    run = collect_activations(loaded, saes, task, task.items, CollectConfig(batch_size=8, keep_top=1))
+    assert run.feature_top is not None
+    pos = run.layer_position(1)  # a random SAE: many features fire
+    strongest = set(run.top_idx[:, pos, 0].tolist())
+    _, vals = run.feature_top
+    fired = [f for f in range(saes.d_sae(1)) if float(vals[pos, f, 0]) > 0]
+    hidden = [f for f in fired if f not in strongest]
+    assert hidden, "some firing features should never be a sample's single strongest"
+    for f in hidden[:5]:
+        records = top_activating_records(run, 1, f, n=3)
+        assert records and all(v > 0 for _, v in records)
