@@ -184,8 +184,8 @@ def reusable_base(previous: dict[str, Any] | None, prompt: str, max_new: int, sa
     )
     if not same:
         return None
-    samples = previous.get("base_samples") or [previous["base"]]
-    return samples[0] if len(samples) == 1 else samples
+    samples = previous.get("base_samples") or []
+    return samples if len(samples) > 1 else previous["base"]
 
 
 def _sampling_label(sampling: Sampling | None) -> str:
