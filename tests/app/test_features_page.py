@@ -45,7 +45,7 @@ def test_features_page_shows_labels_searches_and_adds_to_the_profile(at: AppTest
     setting = next(s for s in profile.layers if s.layer == layer)
     assert setting.feature == feature and setting.coefficient > 0
     assert profile is not base
-    assert any("added to the profile" in s.value for s in at.success)
+    assert any("in the profile on the Steer page" in s.value for s in at.success)
 
     at.text_input(key=state.FEATURES_SEARCH).set_value("no-such-token-anywhere")
     ok(at.run())
