@@ -124,7 +124,8 @@ def _toggle_enabled(page, row: int) -> None:
     wait_idle(page)
 
 
-def _run_selection(page, server: str, csv: Path) -> None:
+def _upload_task(page, server: str, csv: Path) -> None:
+    """Run page: upload the CSV task and set its regex scorer."""
     page.goto(server)
     wait_idle(page)
     page.get_by_text("Upload a CSV / JSONL file").click()
@@ -137,6 +138,10 @@ def _run_selection(page, server: str, csv: Path) -> None:
     options.fill(STARTS_WITH)
     options.press("Enter")
     wait_idle(page)
+
+
+def _size_and_select(page) -> None:
+    """Run page: small splits, then run the selection and wait for its profile."""
     for label, value in (
         ("Max new tokens", "8"),
         ("Selection (train)", "36"),
@@ -149,6 +154,11 @@ def _run_selection(page, server: str, csv: Path) -> None:
     page.get_by_role("button", name="Run selection").click()
     page.get_by_text("Selected profile steers").wait_for(timeout=120_000)
     wait_idle(page)
+
+
+def _run_selection(page, server: str, csv: Path) -> None:
+    _upload_task(page, server, csv)
+    _size_and_select(page)
     full_screenshot(page, ARTIFACTS / "browser-1-run.png")
 
 

@@ -9,41 +9,25 @@ from pathlib import Path
 import pytest
 
 from app.screenshots import full_screenshot, launch, open_page, wait_idle
-from tests.app.conftest import STARTS_WITH, task_csv
-from tests.app.test_browser import ARTIFACTS, CHROMIUM, _choose, server  # noqa: F401  (the server fixture)
+from tests.app.conftest import task_csv
+from tests.app.test_browser import (  # noqa: F401  (the server fixture)
+    ARTIFACTS,
+    CHROMIUM,
+    _size_and_select,
+    _upload_task,
+    server,
+)
 
 pytestmark = pytest.mark.browser
 
 
 def _run_with_groups(page, url: str, csv: Path) -> None:
-    page.goto(url)
-    wait_idle(page)
-    page.get_by_text("Upload a CSV / JSONL file").click()
-    wait_idle(page)
-    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(csv))
-    page.get_by_text("72 items").wait_for()
-    wait_idle(page)
-    _choose(page, "Scorer", "regex")
-    options = page.get_by_label("Scorer options", exact=False)
-    options.fill(STARTS_WITH)
-    options.press("Enter")
-    wait_idle(page)
+    _upload_task(page, url, csv)
     page.get_by_label("Metadata columns (strata, reports)").click()
     page.get_by_role("option", name="group", exact=True).click()
     page.keyboard.press("Escape")
     wait_idle(page)
-    for label, value in (
-        ("Max new tokens", "8"),
-        ("Selection (train)", "36"),
-        ("Validation", "8"),
-        ("Test", "12"),
-    ):
-        page.get_by_label(label, exact=True).fill(value)
-        page.get_by_label(label, exact=True).press("Enter")
-        wait_idle(page)
-    page.get_by_role("button", name="Run selection").click()
-    page.get_by_text("Selected profile steers").wait_for(timeout=120_000)
-    wait_idle(page)
+    _size_and_select(page)
 
 
 def _add_a_candidate(page) -> tuple[int, int]:
