@@ -87,13 +87,13 @@ def load_hub_sae(spec: SAESpec, layer: int, device: str) -> Any:
     """``SAE.from_pretrained`` for the preset's release; offline, from the local Hugging Face cache."""
     from sae_lens import SAE
 
-    from corrsteer_core.loading import hub_reachable
+    from corrsteer_core.loading import hub_offline
 
     what = f"SAE {spec.release}/{spec.sae_id(layer)}"
-    online = hub_reachable()
     try:
-        converter = None if online else _converter(str(spec.release))
-        return SAE.from_pretrained(str(spec.release), spec.sae_id(layer), device=device, converter=converter)
+        with hub_offline() as online:
+            converter = None if online else _converter(str(spec.release))
+            return SAE.from_pretrained(str(spec.release), spec.sae_id(layer), device=device, converter=converter)
     except Exception as exc:  # offline, any failure to fetch means: not in the local cache
         if online:
             raise

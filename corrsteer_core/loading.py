@@ -6,11 +6,13 @@ retries, unless the files are already in the local Hugging Face cache.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
 import socket
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +23,7 @@ from corrsteer_core.embedded.model import ensure_embedded_model
 from corrsteer_core.errors import ConfigError, HubUnavailableError, SAEShapeError
 from corrsteer_core.presets import get_preset
 
-__all__ = ["LoadedModel", "hub_reachable", "load_model", "require_hub", "resolve_device", "torch_dtype"]
+__all__ = ["LoadedModel", "hub_offline", "hub_reachable", "load_model", "require_hub", "resolve_device", "torch_dtype"]
 
 log = logging.getLogger(__name__)
 _HUB_HOST = ("huggingface.co", 443)
@@ -68,6 +70,25 @@ def hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
+@contextlib.contextmanager
+def hub_offline() -> Iterator[bool]:
+    """While the hub is unreachable, put huggingface_hub in its offline mode (yields whether the hub is reachable).
+
+    Offline mode makes every hub request fail at once, so reading the local cache costs no retries: without it
+    huggingface_hub retries each unreachable request with back-off (about 23 s per file, seen in CI).
+    """
+    from huggingface_hub import constants
+
+    online = hub_reachable()
+    saved = constants.HF_HUB_OFFLINE
+    if not online:
+        constants.HF_HUB_OFFLINE = True
+    try:
+        yield online
+    finally:
+        constants.HF_HUB_OFFLINE = saved
+
+
 def require_hub(what: str) -> None:
     if not hub_reachable():
         raise HubUnavailableError(
@@ -108,10 +129,11 @@ def _from_pretrained(source: str, dtype: torch.dtype, hub: bool, revision: str |
     kwargs: dict[str, Any] = {"revision": revision} if revision else {}
     if hub:
         try:  # already in the local HF cache: no network needed
-            return (
-                AutoModelForCausalLM.from_pretrained(source, dtype=dtype, local_files_only=True, **kwargs),
-                AutoTokenizer.from_pretrained(source, local_files_only=True, **kwargs),
-            )
+            with hub_offline():
+                return (
+                    AutoModelForCausalLM.from_pretrained(source, dtype=dtype, local_files_only=True, **kwargs),
+                    AutoTokenizer.from_pretrained(source, local_files_only=True, **kwargs),
+                )
         except OSError:
             require_hub(f"model {source!r}")
     return (
