@@ -23,7 +23,15 @@ from corrsteer_core.embedded.model import ensure_embedded_model
 from corrsteer_core.errors import ConfigError, HubUnavailableError, SAEShapeError
 from corrsteer_core.presets import get_preset
 
-__all__ = ["LoadedModel", "hub_offline", "hub_reachable", "load_model", "require_hub", "resolve_device", "torch_dtype"]
+__all__ = [
+    "LoadedModel",
+    "hub_offline",
+    "hub_reachable",
+    "load_model",
+    "require_hub",
+    "resolve_device",
+    "torch_dtype",
+]
 
 log = logging.getLogger(__name__)
 _HUB_HOST = ("huggingface.co", 443)
