@@ -21,23 +21,38 @@ from corrsteer_core.errors import ConfigError
 __all__ = ["add_parsers"]
 
 
+_SUFFIXES = {"safetensors": (".json", ".safetensors"), "gguf": (".gguf",), "lm-eval": (".pt",)}
+
+
 @command("export")
 def _export(args: argparse.Namespace) -> int:
     from corrsteer_core.profile_store import find_profile
 
-    out = check_output_file(args.out, "--out", (".json", ".safetensors"))
+    fmt = args.format or "safetensors"
+    out = check_output_file(args.out, "--out", _SUFFIXES[fmt])
     check_device(args.device)
     profile = find_profile(args.profile)
     if args.enable is not None:
         profile = profile.with_enabled(_enabled_layers(profile, args.enable))
     if args.scale is not None:
         profile = profile.with_global_scale(args.scale)
-    if out.suffix.lower() == ".safetensors":
-        _, saes = open_model(profile.preset, tuple(s.layer for s in profile.layers), args.device)
-        profile.vectors_safetensors(saes, out)
-    else:
+    if fmt == "safetensors" and out.suffix.lower() == ".json":
         profile.save(out)
-    emit(args, {"written": str(out)}, f"wrote {out}")
+        emit(args, {"written": str(out)}, f"wrote {out}")
+        return 0
+    from corrsteer_core import export_formats
+
+    if fmt != "safetensors":  # refuse what the format cannot express before loading anything
+        export_formats.check_exportable(profile, fmt)
+    _, saes = open_model(profile.preset, tuple(s.layer for s in profile.layers), args.device)
+    if fmt == "gguf":
+        export_formats.write_gguf(profile, saes, out)
+    elif fmt == "lm-eval":
+        export_formats.write_lm_eval(profile, saes, out)
+    else:
+        profile.vectors_safetensors(saes, out)
+    written = [str(out)] + ([str(export_formats.card_path(out))] if fmt != "safetensors" else [])
+    emit(args, {"written": written}, "wrote " + ", ".join(written))
     return 0
 
 
@@ -51,6 +66,52 @@ def _enabled_layers(profile: Any, text: str) -> set[int] | None:
     if unknown:
         raise ConfigError(f"--enable names layers {unknown} that the profile does not steer; its layers: {have}")
     return set(wanted)
+
+
+@command("check-export")
+def _check_export(args: argparse.Namespace) -> int:
+    from corrsteer_core.cli.pipeline import _evaluation_items
+    from corrsteer_core.deploy_check import run_check
+    from corrsteer_core.embedded.model import find_embedded_gguf
+    from corrsteer_core.export_formats import check_exportable
+    from corrsteer_core.presets import get_preset
+    from corrsteer_core.profile_store import find_profile
+
+    if args.n is not None and args.n < 1:
+        raise ConfigError(f"--n must be at least 1, got {args.n}")
+    check_device(args.device)
+    profile = find_profile(args.profile)
+    check_exportable(profile, "gguf")
+    preset = get_preset(profile.preset)
+    if preset.model.gguf_file is None:
+        raise ConfigError(f"preset {profile.preset!r} has no GGUF model for llama.cpp to run")
+    gguf_path = find_embedded_gguf(preset.model)
+    args.task = args.custom = None
+    task, items = _evaluation_items(profile, args)
+    items = list(items)[: args.n] if args.n else list(items)
+    loaded, saes = open_model(profile.preset, tuple(s.layer for s in profile.layers), args.device)
+    s = run_check(loaded, saes, profile, task, items, gguf_path).summary()
+    cs, lc = s["corrsteer"], s["llama_cpp"]
+    df = pd.DataFrame(
+        [
+            {"": "unsteered accuracy", "corrsteer": cs["base_accuracy"], "llama.cpp": lc["base_accuracy"]},
+            {"": "steered accuracy", "corrsteer": cs["steered_accuracy"], "llama.cpp": lc["steered_accuracy"]},
+            {"": "POS (wrong->right)", "corrsteer": cs["pos"], "llama.cpp": lc["pos"]},
+            {"": "NEG (right->wrong)", "corrsteer": cs["neg"], "llama.cpp": lc["neg"]},
+        ]
+    )
+    va, ta = s["verdict_agreement"], s["text_agreement"]
+    text = (
+        f"{task.name} ({args.split}, n={s['n']}), corrsteer positions=all vs llama.cpp control vector "
+        f"({gguf_path.name})\n{table(df)}\n"
+        f"right/wrong agreement: unsteered {va['unsteered']:.1%} (floor), steered {va['steered']:.1%}\n"
+        f"exact-text agreement:  unsteered {ta['unsteered']:.1%} (floor), steered {ta['steered']:.1%}\n"
+        f"flip agreement (same items changed): {s['flip_agreement']:.1%}\n"
+        f"note: the profile's own mode is positions={profile.positions}; llama.cpp adds the vector at every "
+        "position (prompt too), so this compares corrsteer's positions=all run, not the published one"
+    )
+    emit(args, s, text)
+    return 0
 
 
 @command("show")
@@ -93,11 +154,22 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def add_parsers(sub: Any) -> None:
-    p = sub.add_parser("export", help="write a profile as JSON or its vectors as safetensors")
+    p = sub.add_parser(
+        "export",
+        help="write a profile as JSON, safetensors, a llama.cpp control vector (gguf) or an lm-eval steer file",
+    )
     p.add_argument("profile")
-    p.add_argument("--out", required=True, help="*.json or *.safetensors")
+    p.add_argument("--out", required=True, help="*.json or *.safetensors; *.gguf for gguf; *.pt for lm-eval")
+    p.add_argument("--format", choices=("safetensors", "gguf", "lm-eval"), default="safetensors")
     p.add_argument("--enable", help="enable only these layers")
     p.add_argument("--scale", type=float)
+    p.add_argument("--device")
+
+    p = sub.add_parser("check-export", help="compare a profile in llama.cpp (exported vector) with corrsteer")
+    p.add_argument("profile")
+    p.add_argument("--runtime", choices=("llama.cpp",), default="llama.cpp")
+    p.add_argument("--split", choices=("test", "validation", "train"), default="test")
+    p.add_argument("--n", type=int, help="only the first N items")
     p.add_argument("--device")
 
     p = sub.add_parser("show", help="print a profile")
