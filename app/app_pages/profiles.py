@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pandas as pd
 import streamlit as st
@@ -11,7 +12,7 @@ from app.ui import resources, state, widgets
 from app.ui.profile_diff import compare_fields, compare_profiles, profile_summary
 from app.ui.steer_table import settings_frame
 from app.ui.text import md
-from corrsteer_core import profile_store
+from corrsteer_core import export_formats, profile_store
 from corrsteer_core.errors import CorrSteerError
 from corrsteer_core.profile import SteeringProfile, load_profile
 
@@ -73,6 +74,7 @@ def _export_section() -> None:
                 _save(profile, safe)
         if state.get(_CONFIRM) == safe:
             _confirm_replace(profile, safe)
+        _portable_downloads(profile, safe)
 
 
 def _default_name(profile: SteeringProfile) -> str:
@@ -100,6 +102,36 @@ def _confirm_replace(profile: SteeringProfile, name: str) -> None:
         _save(profile, profile_store.unique_profile_name(name))
 
 
+def _portable_downloads(profile: SteeringProfile, safe: str) -> None:
+    """A download per portable format (llama.cpp control vector, lm-eval steer file) and the steering card."""
+    c = st.columns(3)
+    formats = (("gguf", "llama.cpp control vector (.gguf)", "gguf"), ("lm-eval", "lm-eval steer file (.pt)", "pt"))
+    for col, (fmt, label, suffix) in zip(c[:2], formats, strict=True):
+        try:
+            export_formats.check_exportable(profile, fmt)
+        except CorrSteerError as exc:
+            col.caption(md(f"No {fmt} export: {exc}"))
+            continue
+        col.download_button(
+            f"Download {label}",
+            resources.export_bytes(profile, resources.saes(preset), fmt),
+            file_name=f"{safe}.{suffix}",
+            mime="application/octet-stream",
+            icon=":material/download:",
+            on_click="ignore",
+            key=f"profiles_dl_{fmt}",
+        )
+    c[2].download_button(
+        "Download steering card (.json)",
+        json.dumps(export_formats.steering_card(profile), indent=2),
+        file_name=f"{safe}.card.json",
+        mime="application/json",
+        icon=":material/download:",
+        on_click="ignore",
+        key="profiles_dl_card",
+    )
+
+
 def _check(profile_bytes: bytes) -> SteeringProfile:
     """Read and validate a profile against the loaded model and SAEs (ProfileError explains what is wrong)."""
     profile = load_profile(profile_bytes)
@@ -122,6 +154,8 @@ def _import_section() -> None:
     enabled = profile_summary(profile.name, profile)["enabled layers"]
     st.success(md(f"{uploaded.name} is a valid profile for this model (enabled layers: {enabled})."))
     st.dataframe(settings_frame(profile), hide_index=True)
+    with st.expander("Steering card (what it was chosen on, and its evidence)"):
+        st.json(export_formats.steering_card(profile))
     c = st.columns(2)
     c[0].button(
         "Use as the current profile",

@@ -175,6 +175,18 @@ def safetensors_bytes(profile: SteeringProfile, sae_set: SAESet) -> bytes:
         return path.read_bytes()
 
 
+def export_bytes(profile: SteeringProfile, sae_set: SAESet, fmt: str) -> bytes:
+    """``profile`` exported as ``fmt`` ("gguf": llama.cpp control vector, "lm-eval": steer .pt) as bytes."""
+    from corrsteer_core import export_formats
+
+    with tempfile.TemporaryDirectory(prefix="corrsteer-export-") as folder:
+        if fmt == "gguf":
+            path = export_formats.write_gguf(profile, sae_set, Path(folder) / "vector.gguf")
+        else:
+            path = export_formats.write_lm_eval(profile, sae_set, Path(folder) / "steer.pt")
+        return path.read_bytes()
+
+
 def clear_caches() -> None:
     """Forget every cached resource and result of this process (tests; after deleting runs)."""
     st.cache_resource.clear()
