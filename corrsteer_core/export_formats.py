@@ -51,10 +51,27 @@ def card_path(out: Path) -> Path:
 
 
 def _evaluation(profile: Any) -> dict[str, Any]:
-    """The profile's saved evaluation summary (held-out test, where it has one), else an empty mapping."""
-    ev = profile.evaluation or {}
+    """The evaluation the profile carries, else the newest one saved beside its run for exactly this profile
+    (evaluate.record_evaluation; the test split first), else an empty mapping."""
+    ev = profile.evaluation
+    if not ev:
+        ev = _recorded_evaluation(profile)
     summary = ev.get("summary", ev) if isinstance(ev, dict) else {}
-    return summary if isinstance(summary, dict) else {}
+    if not isinstance(summary, dict):
+        return {}
+    return {**summary, **({"split": ev["split"]} if isinstance(ev.get("split"), str) else {})}
+
+
+def _recorded_evaluation(profile: Any) -> dict[str, Any]:
+    from corrsteer_core.metadata import RUN_ID_PATTERN
+    from corrsteer_core.runs import RunStore
+
+    run_id = profile.provenance.run_id or ""
+    if not RUN_ID_PATTERN.fullmatch(run_id) or not RunStore(run_id).exists:
+        return {}
+    mine = [r for r in RunStore(run_id).evaluations() if r.get("profile_hash") == profile.content_hash()]
+    mine.sort(key=lambda r: r.get("split") != "test")  # stable: newest test record first
+    return mine[0] if mine else {}
 
 
 def steering_card(profile: Any) -> dict[str, Any]:

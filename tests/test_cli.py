@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from corrsteer_core.cli import main, parse_layers
 from corrsteer_core.cli.common import scale_list
@@ -132,3 +133,30 @@ def test_console_script_lists_presets():
     )
     names = [row["name"] for row in json.loads(out.stdout)]
     assert names[0] == "smollm2-135m-it"
+
+
+def test_export_gguf_and_lm_eval_carry_the_evaluated_card(cli_env, capsys):
+    import gguf
+
+    from corrsteer_core.export_formats import card_path, read_card
+
+    spec, data, tmp = cli_env
+    split = ["--n-train", "24", "--n-val", "6", "--n-test", "10"]
+    base = ["--json", "select", "--preset", spec.name, *_vowels(data), *split]
+    assert main([*base, "--layers", "0", "--name", "v0"]) == 0
+    capsys.readouterr()  # llama.cpp cannot steer block 0: the export says so in one line
+    assert main(["export", "v0", "--format", "gguf", "--out", str(tmp / "v0.gguf")]) == 2
+    assert "block 0" in capsys.readouterr().err
+    assert main([*base, "--layers", "1-3", "--name", "v2"]) == 0
+    layers = [s.layer for s in load_profile(_json(capsys)["profile_path"]).enabled]
+    assert main(["--json", "evaluate", "v2"]) == 0
+    summary = _json(capsys)["summary"]
+    assert main(["export", "v2", "--format", "gguf", "--out", str(tmp / "v.gguf")]) == 0
+    assert main(["export", "v2", "--format", "lm-eval", "--out", str(tmp / "v.pt")]) == 0
+    card = read_card(card_path(tmp / "v.gguf").read_text())
+    assert (card["pos"], card["neg"], card["n"], card["split"]) == (summary["pos"], summary["neg"], 10, "test")
+    reader = gguf.GGUFReader(str(tmp / "v.gguf"))
+    assert sorted(t.name for t in reader.tensors) == sorted(f"direction.{L}" for L in set(layers))
+    assert set(torch.load(tmp / "v.pt", weights_only=True)) == {f"layers.{L}" for L in set(layers)}
+    assert main(["check-export", "v2"]) == 2  # the tiny preset has no GGUF model for llama.cpp
+    assert "no GGUF model" in capsys.readouterr().err

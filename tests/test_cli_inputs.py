@@ -175,3 +175,16 @@ def test_evaluate_follows_a_generated_task(cli_env, capsys):
     path = _foreign(spec, tmp, {"name": "arithmetic", "options": {"n": 30}})
     assert main(["--json", "evaluate", str(path), "--batch-size", "8"]) == 0
     assert json.loads(capsys.readouterr().out)["summary"]["n"] == 5
+
+
+def test_export_formats_and_check_export_from_the_cli(cli_env, capsys, no_model):
+    tmp = cli_env[2]
+    with pytest.raises(SystemExit):
+        main(["export", "nothing", "--format", "onnx", "--out", str(tmp / "x.gguf")])
+    capsys.readouterr()
+    assert main(["export", "nothing", "--format", "gguf", "--out", str(tmp / "x.pt")]) == 2
+    assert "must end in .gguf" in one_line_error(capsys)
+    assert main(["export", "nothing", "--format", "lm-eval", "--out", str(tmp / "x.gguf")]) == 2
+    assert "must end in .pt" in one_line_error(capsys)
+    assert main(["check-export", "nothing", "--n", "0"]) == 2
+    assert "--n must be at least 1" in one_line_error(capsys)
