@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -33,3 +35,59 @@ def test_llama_cpp_control_vector_zero_keeps_and_strong_changes_output(runner, e
     assert runner.generate(ids, 16) != plain
     runner.set_vector(None)
     assert runner.generate(ids, 16) == plain
+
+
+def test_lm_eval_steered_model_runs_the_exported_file_on_a_tiny_local_task(embedded, embedded_saes, tmp_path):
+    lm_eval = pytest.importorskip("lm_eval")
+    from lm_eval.tasks import TaskManager
+
+    from corrsteer_core.embedded.model import embedded_model_dir
+    from corrsteer_core.export_formats import write_lm_eval
+    from corrsteer_core.metadata import Provenance, TaskInfo
+    from corrsteer_core.profile import LayerSetting, SteeringProfile
+
+    settings = tuple(
+        LayerSetting(
+            layer=L,
+            feature=1,
+            coefficient=8.0,
+            hook_name=embedded_saes.hook_names[L],
+            fingerprint=embedded_saes.fingerprint(L),
+        )
+        for L in (3, 12)
+    )
+    profile = SteeringProfile(
+        preset=embedded.preset.name,
+        model_id=embedded.preset.model.hf_id,
+        d_model=embedded.d_model,
+        layers=settings,
+        name="t",
+        provenance=Provenance(task=TaskInfo(name="yesno")),
+    )
+    steer = write_lm_eval(profile, embedded_saes, tmp_path / "steer.pt")
+    rows = [{"q": f"Is {a} bigger than {b}?", "label": int(a <= b)} for a, b in ((3, 2), (1, 5), (9, 4), (2, 8))]
+    (tmp_path / "items.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    (tmp_path / "tiny.yaml").write_text(
+        "task: corrsteer_tiny\ndataset_path: json\n"
+        f"dataset_kwargs:\n  data_files:\n    test: {tmp_path / 'items.jsonl'}\n"
+        'test_split: test\noutput_type: multiple_choice\ndoc_to_text: "{{q}} Answer:"\n'
+        'doc_to_choice: [" yes", " no"]\ndoc_to_target: label\nmetric_list:\n  - metric: acc\n',
+        encoding="utf-8",
+    )
+    folder = str(embedded_model_dir(embedded.preset))
+
+    def run(model: str, args: dict) -> list:
+        out = lm_eval.simple_evaluate(
+            model=model,
+            model_args={"pretrained": folder, "device": "cpu", **args},
+            tasks=["corrsteer_tiny"],
+            task_manager=TaskManager(include_path=str(tmp_path)),
+            log_samples=True,
+            batch_size=1,
+        )
+        assert 0.0 <= out["results"]["corrsteer_tiny"]["acc,none"] <= 1.0
+        return [s["filtered_resps"] for s in out["samples"]["corrsteer_tiny"]]
+
+    steered = run("steered", {"steer_path": str(steer)})
+    plain = run("hf", {})
+    assert len(steered) == len(plain) == 4 and steered != plain
