@@ -131,3 +131,26 @@ def test_card_validation_refuses_bad_cards(tiny, tiny_saes):
     with pytest.raises(ProfileError, match="at most"):
         read_card("x" * 70_000)
     assert steering_card(_profile(tiny, tiny_saes, evaluation=None))["pos"] is None
+
+
+def test_deployment_comparison_counts_flips_and_agreement():
+    from corrsteer_core.deploy_check import compare_runs
+    from corrsteer_core.steer import Outcome
+
+    def outs(verdicts, texts):
+        return [Outcome(str(i), t, None, v) for i, (v, t) in enumerate(zip(verdicts, texts, strict=True))]
+
+    cs_base = outs([False, True, False, True], ["a", "b", "c", "d"])
+    cs_steer = outs([True, True, False, False], ["A", "b", "c", "D"])
+    lc_base = outs([False, True, True, True], ["a", "b", "x", "d"])
+    lc_steer = outs([True, False, True, True], ["A", "y", "x", "d"])
+    s = compare_runs(cs_base, cs_steer, lc_base, lc_steer).summary()
+    assert s["n"] == 4
+    assert (s["corrsteer"]["pos"], s["corrsteer"]["neg"]) == (1, 1)
+    assert (s["llama_cpp"]["pos"], s["llama_cpp"]["neg"]) == (1, 1)
+    assert s["verdict_agreement"] == {"unsteered": 0.75, "steered": 0.25}
+    assert s["text_agreement"] == {"unsteered": 0.75, "steered": 0.25}
+    assert s["flip_agreement"] == 0.5
+    assert s["corrsteer"]["steered_accuracy"] == 0.5 and s["llama_cpp"]["base_accuracy"] == 0.75
+    with pytest.raises(ConfigError, match="same items"):
+        compare_runs(cs_base, cs_steer[:2], lc_base, lc_steer)
