@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -13,12 +15,23 @@ from corrsteer_core.generation import encode_prompts
 pytestmark = pytest.mark.slow
 
 
+_PROBE = (
+    "import sys; from llama_cpp import Llama; m = Llama(model_path=sys.argv[1], n_ctx=64, verbose=False); "
+    "next(iter(m.generate(m.tokenize(b'Hi'), top_k=1, temp=0.0)))"
+)
+
+
 @pytest.fixture(scope="module")
 def runner(embedded_preset):
     pytest.importorskip("llama_cpp")
     from corrsteer_core.deploy_check import LlamaCppRunner
 
-    return LlamaCppRunner(find_embedded_gguf(embedded_preset.model))
+    gguf_path = find_embedded_gguf(embedded_preset.model)
+    # a broken llama.cpp build crashes the interpreter (seen: segfault in llama_decode); probe it in a child first
+    probe = subprocess.run([sys.executable, "-c", _PROBE, str(gguf_path)], capture_output=True, timeout=300)
+    if probe.returncode != 0:
+        pytest.fail(f"this llama-cpp-python build cannot decode (exit {probe.returncode}); rebuild it from source")
+    return LlamaCppRunner(gguf_path)
 
 
 def test_llama_cpp_control_vector_zero_keeps_and_strong_changes_output(runner, embedded):
