@@ -10,7 +10,7 @@ kernel already disagree on some items before any steering, so the steered agreem
 from __future__ import annotations
 
 import ctypes
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,9 @@ class LlamaCppRunner:
             from llama_cpp import Llama
         except ImportError as exc:
             raise ConfigError("check-export needs llama-cpp-python: pip install 'corrsteer[export]'") from exc
-        self.llm = Llama(model_path=str(gguf_path), n_ctx=n_ctx, n_threads=threads, verbose=False, seed=0)
+        self.llm = _without_repacking(
+            lambda: Llama(model_path=str(gguf_path), n_ctx=n_ctx, n_threads=threads, verbose=False, seed=0)
+        )
 
     @property
     def n_layer(self) -> int:
@@ -74,6 +76,29 @@ class LlamaCppRunner:
                 break
             out.append(int(token))
         return out
+
+
+def _without_repacking(make: Callable[[], Any]) -> Any:
+    """Build a ``Llama`` with llama.cpp's extra (repacking) weight buffers switched off.
+
+    With them on, ggml's AMX matmul kernel crashes this machine's CPUs (gdb: SIGSEGV in
+    ``ggml_backend_amx_mul_mat`` on the first decode of the embedded Q4_1 GGUF). ``Llama()`` does not expose
+    ``use_extra_bufts``, so the default model parameters it starts from are amended while it is built.
+    """
+    import llama_cpp.llama_cpp as lib
+
+    default = lib.llama_model_default_params
+
+    def params() -> Any:
+        value = default()
+        value.use_extra_bufts = False
+        return value
+
+    lib.llama_model_default_params = params
+    try:
+        return make()
+    finally:
+        lib.llama_model_default_params = default
 
 
 @dataclass(frozen=True)

@@ -153,7 +153,10 @@ def gguf_layer(hook: str) -> int:
         )
     layer = int(m.group(1))
     if layer == 0:
-        raise ConfigError("llama.cpp cannot steer the output of block 0 (it holds no direction.0); drop layer 0")
+        raise ConfigError(
+            "llama.cpp cannot steer the output of block 0 (it holds no direction.0); leave layer 0 out with "
+            "--enable (e.g. --enable 1-29)"
+        )
     return layer
 
 

@@ -81,6 +81,10 @@ def _check_export(args: argparse.Namespace) -> int:
         raise ConfigError(f"--n must be at least 1, got {args.n}")
     check_device(args.device)
     profile = find_profile(args.profile)
+    if args.enable is not None:
+        profile = profile.with_enabled(_enabled_layers(profile, args.enable))
+    if args.scale is not None:
+        profile = profile.with_global_scale(args.scale)
     check_exportable(profile, "gguf")
     preset = get_preset(profile.preset)
     if preset.model.gguf_file is None:
@@ -170,6 +174,8 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--runtime", choices=("llama.cpp",), default="llama.cpp")
     p.add_argument("--split", choices=("test", "validation", "train"), default="test")
     p.add_argument("--n", type=int, help="only the first N items")
+    p.add_argument("--enable", help="check only these layers (e.g. 1-29: llama.cpp cannot steer layer 0)")
+    p.add_argument("--scale", type=float, help="global scale of the checked profile")
     p.add_argument("--device")
 
     p = sub.add_parser("show", help="print a profile")

@@ -16,8 +16,8 @@ pytestmark = pytest.mark.slow
 
 
 _PROBE = (
-    "import sys; from llama_cpp import Llama; m = Llama(model_path=sys.argv[1], n_ctx=64, verbose=False); "
-    "next(iter(m.generate(m.tokenize(b'Hi'), top_k=1, temp=0.0)))"
+    "import sys; from corrsteer_core.deploy_check import LlamaCppRunner; r = LlamaCppRunner(sys.argv[1], n_ctx=64); "
+    "assert r.generate(r.llm.tokenize(b'Hi'), 2)"
 )
 
 
