@@ -11,8 +11,10 @@ A steering gain is only credible when it beats all of them.
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -20,7 +22,7 @@ import pandas as pd
 from corrsteer_core.collect import CollectionResult
 from corrsteer_core.config import GenerateConfig, SelectConfig
 from corrsteer_core.errors import ConfigError
-from corrsteer_core.evaluate import EvaluationResult, evaluate_profile
+from corrsteer_core.evaluate import EvaluationResult, evaluate_profile, profile_run_store
 from corrsteer_core.loading import LoadedModel
 from corrsteer_core.profile import SteeringProfile
 from corrsteer_core.progress import Progress
@@ -91,6 +93,30 @@ class ControlReport:
             f"{said} but does not clearly beat {', '.join(missing) or 'the controls'}: "
             "the gain may not come from the features"
         )
+
+
+def record_controls(profile: SteeringProfile, report: ControlReport) -> Path | None:
+    """Save ``report``'s verdict beside the run ``profile`` came from, keyed by the tested profile's content hash
+    (so a steering card of exactly this profile can quote it); None when this cache holds no such run."""
+    store = profile_run_store(profile)
+    if store is None:
+        return None
+    main = report.results["profile"]
+    record = {
+        "profile_hash": profile.content_hash(),
+        "verdict": report.verdict(),
+        "controls": [name for name in report.results if name != "profile"],
+        "n": main.effects.n,
+        "saved": time.time(),
+    }
+    return store.write_artifact(f"controls-{profile.content_hash()}", record)
+
+
+def recorded_controls(profile: SteeringProfile) -> dict[str, Any]:
+    """The saved controls record of exactly ``profile`` (empty when there is none)."""
+    store = profile_run_store(profile)
+    record = store.read_artifact(f"controls-{profile.content_hash()}") if store is not None else None
+    return record if isinstance(record, dict) else {}
 
 
 def with_edits_of(control: SteeringProfile, profile: SteeringProfile) -> SteeringProfile:

@@ -267,18 +267,27 @@ def transfer_table(
     )
 
 
-def record_evaluation(profile: SteeringProfile, result: EvaluationResult, split: str) -> Path | None:
-    """Save ``result``'s summary beside the run ``profile`` was selected from (``cache/runs/<id>/artifacts``).
+def profile_run_store(profile: SteeringProfile) -> RunStore | None:
+    """The run ``profile`` was selected from, when this cache holds it (None for an imported or deleted run).
 
-    Returns the file written, or None when the profile names no run on this machine (an imported profile, a
-    deleted run). The run id comes from the profile's provenance, which may come from a file: anything but a
-    plain id is ignored rather than used as a path.
+    The run id comes from the profile's provenance, which may come from a file: anything but a plain id is
+    ignored rather than used as a path.
     """
     run_id = profile.provenance.run_id or ""
     if not RUN_ID_PATTERN.fullmatch(run_id):
         return None
     store = RunStore(run_id)
-    if not store.exists:
+    return store if store.exists else None
+
+
+def record_evaluation(profile: SteeringProfile, result: EvaluationResult, split: str) -> Path | None:
+    """Save ``result``'s summary beside the run ``profile`` was selected from (``cache/runs/<id>/artifacts``).
+
+    Returns the file written, or None when the profile names no run on this machine (see
+    :func:`profile_run_store`).
+    """
+    store = profile_run_store(profile)
+    if store is None:
         return None
     content_hash = profile.content_hash()
     record = {

@@ -63,15 +63,21 @@ def _evaluation(profile: Any) -> dict[str, Any]:
 
 
 def _recorded_evaluation(profile: Any) -> dict[str, Any]:
-    from corrsteer_core.metadata import RUN_ID_PATTERN
-    from corrsteer_core.runs import RunStore
+    from corrsteer_core.evaluate import profile_run_store
 
-    run_id = profile.provenance.run_id or ""
-    if not RUN_ID_PATTERN.fullmatch(run_id) or not RunStore(run_id).exists:
+    store = profile_run_store(profile)
+    if store is None:
         return {}
-    mine = [r for r in RunStore(run_id).evaluations() if r.get("profile_hash") == profile.content_hash()]
+    mine = [r for r in store.evaluations() if r.get("profile_hash") == profile.content_hash()]
     mine.sort(key=lambda r: r.get("split") != "test")  # stable: newest test record first
     return mine[0] if mine else {}
+
+
+def _controls_verdict(profile: Any) -> str | None:
+    from corrsteer_core.controls import recorded_controls
+
+    verdict = recorded_controls(profile).get("verdict")
+    return verdict[:400] if isinstance(verdict, str) else None
 
 
 def steering_card(profile: Any) -> dict[str, Any]:
@@ -93,7 +99,7 @@ def steering_card(profile: Any) -> dict[str, Any]:
         "profile_hash": profile.content_hash(),
         "sae_fingerprints": {str(s.layer): s.fingerprint for s in profile.enabled},
         "layers": [[s.layer, s.feature, s.coefficient * s.scale * profile.global_scale] for s in profile.enabled],
-        "controls_verdict": ev.get("controls_verdict") if isinstance(ev.get("controls_verdict"), str) else None,
+        "controls_verdict": _controls_verdict(profile),
     }
     for key in _CARD_NUMBERS + _CARD_INTS:
         value = ev.get(key)

@@ -155,6 +155,14 @@ def test_export_gguf_and_lm_eval_carry_the_evaluated_card(cli_env, capsys):
     assert main(["export", "v2", "--format", "lm-eval", "--out", str(tmp / "v.pt")]) == 0
     card = read_card(card_path(tmp / "v.gguf").read_text())
     assert (card["pos"], card["neg"], card["n"], card["split"]) == (summary["pos"], summary["neg"], 10, "test")
+    assert card["controls_verdict"] is None  # no controls run on this profile yet
+    capsys.readouterr()
+    assert main(["--json", "controls", "v2", "--controls", "random-directions"]) == 0
+    verdict = _json(capsys)["verdict"]
+    assert main(["export", "v2", "--format", "gguf", "--out", str(tmp / "v.gguf")]) == 0
+    assert read_card(card_path(tmp / "v.gguf").read_text())["controls_verdict"] == verdict
+    assert main(["export", "v2", "--scale", "0.5", "--format", "gguf", "--out", str(tmp / "h.gguf")]) == 0
+    assert read_card(card_path(tmp / "h.gguf").read_text())["controls_verdict"] is None  # another profile
     reader = gguf.GGUFReader(str(tmp / "v.gguf"))
     assert sorted(t.name for t in reader.tensors) == sorted(f"direction.{L}" for L in set(layers))
     assert set(torch.load(tmp / "v.pt", weights_only=True)) == {f"layers.{L}" for L in set(layers)}

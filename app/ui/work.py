@@ -17,7 +17,7 @@ import pandas as pd
 from app.ui.text import md
 from corrsteer_core.collect import CollectionResult, collect_activations
 from corrsteer_core.config import CollectConfig, GenerateConfig, SelectConfig, parse_scales
-from corrsteer_core.controls import ControlReport, run_with_controls
+from corrsteer_core.controls import ControlReport, record_controls, run_with_controls
 from corrsteer_core.errors import ConfigError
 from corrsteer_core.evaluate import (
     EvaluationResult,
@@ -140,7 +140,7 @@ def controls_work(
         running[0] = condition
         named("building", 0, 0)
 
-    return run_with_controls(
+    report = run_with_controls(
         loaded,
         saes,
         run,
@@ -153,6 +153,8 @@ def controls_work(
         on_condition=on_condition,
         match_edits=True,
     )
+    record_controls(profile, report)  # steering cards of exactly this profile quote the verdict
+    return report
 
 
 def validate_layers_work(

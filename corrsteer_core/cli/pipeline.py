@@ -267,7 +267,7 @@ def _sweep(args: argparse.Namespace) -> int:
 def _controls(args: argparse.Namespace) -> int:
     from corrsteer_core.collect import load_collection
     from corrsteer_core.config import GenerateConfig
-    from corrsteer_core.controls import CONTROLS, run_with_controls
+    from corrsteer_core.controls import CONTROLS, record_controls, run_with_controls
     from corrsteer_core.errors import ConfigError
     from corrsteer_core.profile_store import find_profile
     from corrsteer_core.progress import tqdm_progress
@@ -307,6 +307,7 @@ def _controls(args: argparse.Namespace) -> int:
             on_condition=None if args.json else lambda c: print(f"building and testing: {c}", file=sys.stderr),
         )
     frame, verdict = report.table(), report.verdict()
+    record_controls(profile, report)  # beside its run: steering cards of this profile quote the verdict
     cols = [c for c in ("condition", "steered_accuracy", "diff", "ci_low", "ci_high", "pos", "neg", "ser",
                         "p_value", "profile_ahead", "profile_ahead_p") if c in frame]  # fmt: skip
     emit(args, {"verdict": verdict, "table": frame.to_dict(orient="records")}, f"{verdict}\n{table(frame[cols])}")
