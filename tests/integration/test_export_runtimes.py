@@ -16,8 +16,8 @@ pytestmark = pytest.mark.slow
 
 
 _PROBE = (
-    "import sys; from corrsteer_core.deploy_check import LlamaCppRunner; r = LlamaCppRunner(sys.argv[1], n_ctx=64); "
-    "assert r.generate(r.llm.tokenize(b'Hi'), 2)"
+    "import sys; from corrsteer_core.deploy_check import LlamaCppRunner; "
+    "r = LlamaCppRunner(sys.argv[1], n_ctx=64); assert r.generate(r.llm.tokenize(b'Hi'), 2)"
 )
 
 
