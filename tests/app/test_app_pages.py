@@ -130,7 +130,13 @@ def test_main_flow_run_correlations_features_steer_evaluate_export_import(at: Ap
 
     go(at, "profiles")
     assert not errors(at)
-    assert {b.label for b in at.get("download_button")} >= {"Download JSON", "Download vectors (.safetensors)"}
+    downloads = {b.label for b in at.get("download_button")}
+    assert downloads >= {"Download JSON", "Download vectors (.safetensors)", "Download steering card (.json)"}
+    assert "Download lm-eval steer file (.pt)" in downloads
+    # a gguf download, or the one-line reason llama.cpp cannot hold this profile (layer 0)
+    assert "Download llama.cpp control vector (.gguf)" in downloads or any(
+        "No gguf export" in c.value for c in at.caption
+    )
     at.text_input(key=state.PROFILES_NAME).set_value("my profile")
     ok(button(at, "Save to the library").click().run())
     assert any("Saved as my-profile.json" in text for text in shown(at.success))
@@ -143,6 +149,7 @@ def test_main_flow_run_correlations_features_steer_evaluate_export_import(at: Ap
     )
     ok(at.run())
     assert not errors(at) and any("valid profile" in text for text in shown(at.success))
+    assert any(e.label.startswith("Steering card") for e in at.expander)  # the imported profile's card
     ok(button(at, "Use as the current profile").click().run())
     assert at.session_state[state.WORKING_PROFILE].global_scale == 0.5
     assert at.session_state[state.WORKING_PROFILE].name == "imported"
