@@ -21,6 +21,7 @@ from corrsteer_core.config import GenerateConfig
 from corrsteer_core.errors import ConfigError
 from corrsteer_core.export_formats import gguf_directions
 from corrsteer_core.generation import encode_prompts
+from corrsteer_core.progress import Progress, report
 from corrsteer_core.steer import Outcome, judge, run_items
 
 __all__ = ["DeploymentCheck", "LlamaCppRunner", "compare_runs"]
@@ -167,17 +168,33 @@ def compare_runs(
 
 
 def run_check(
-    loaded: Any, saes: Any, profile: Any, task: Any, items: Sequence[Any], gguf_path: Path, *, batch_size: int = 8
+    loaded: Any,
+    saes: Any,
+    profile: Any,
+    task: Any,
+    items: Sequence[Any],
+    gguf_path: Path,
+    *,
+    batch_size: int = 8,
+    progress: Progress | None = None,
 ) -> DeploymentCheck:
-    """Run the items four ways (see the module docstring) and compare them."""
+    """Run the items four ways (see the module docstring) and compare them; ``progress`` hears each of them."""
     if not items:
         raise ConfigError("nothing to check: the item list is empty")
     directions = gguf_directions(profile, saes)
     cfg = GenerateConfig(batch_size=batch_size, constrained=False)
     max_new = cfg.max_new_tokens or task.max_new_tokens
-    cs_base = run_items(loaded, task, items, cfg=cfg, stage="corrsteer unsteered")
+    cs_base = run_items(loaded, task, items, cfg=cfg, progress=progress, stage="corrsteer unsteered")
+    vectors = profile.vectors(saes)
     cs_steered = run_items(
-        loaded, task, items, vectors=profile.vectors(saes), positions="all", cfg=cfg, stage="corrsteer steered"
+        loaded,
+        task,
+        items,
+        vectors=vectors,
+        positions="all",
+        cfg=cfg,
+        progress=progress,
+        stage="corrsteer steered",
     )
     chat = loaded.use_chat_template
     ids = encode_prompts(loaded.tokenizer, [item.prompt for item in items], chat)
@@ -185,7 +202,12 @@ def run_check(
     lc: dict[str, list[Outcome]] = {}
     for label, vec in (("base", None), ("steered", directions)):
         runner.set_vector(vec)
-        texts = [loaded.tokenizer.decode(runner.generate(p, max_new), skip_special_tokens=True) for p in ids]
+        stage = f"llama.cpp {'unsteered' if vec is None else 'steered'}"
+        texts = []
+        for done, prompt_ids in enumerate(ids):
+            report(progress, stage, done, len(ids))
+            texts.append(loaded.tokenizer.decode(runner.generate(prompt_ids, max_new), skip_special_tokens=True))
+        report(progress, stage, len(ids), len(ids))
         lc[label] = [judge(task, item, text) for item, text in zip(items, texts, strict=True)]
     runner.set_vector(None)
     return compare_runs(cs_base, cs_steered, lc["base"], lc["steered"])

@@ -94,7 +94,10 @@ def _check_export(args: argparse.Namespace) -> int:
     task, items = _evaluation_items(profile, args)
     items = list(items)[: args.n] if args.n else list(items)
     loaded, saes = open_model(profile.preset, tuple(s.layer for s in profile.layers), args.device)
-    s = run_check(loaded, saes, profile, task, items, gguf_path).summary()
+    from corrsteer_core.progress import tqdm_progress
+
+    with tqdm_progress(disable=args.json) as progress:
+        s = run_check(loaded, saes, profile, task, items, gguf_path, progress=progress).summary()
     cs, lc = s["corrsteer"], s["llama_cpp"]
     df = pd.DataFrame(
         [
