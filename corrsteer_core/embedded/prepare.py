@@ -23,6 +23,7 @@ from corrsteer_core.config import PresetSpec, _DictMixin
 from corrsteer_core.embedded.corpus import CorpusConfig, build_corpus, corpus_activations
 from corrsteer_core.embedded.sae_training import SAETrainConfig, save_sae, train_topk_sae
 from corrsteer_core.errors import ConfigError, valid_choices
+from corrsteer_core.explain import dashboard_store
 from corrsteer_core.explain.dashboards import DashboardConfig, build_dashboards, build_layer_from_residuals
 from corrsteer_core.loading import load_model
 from corrsteer_core.presets import DEFAULT_PRESET, get_preset
@@ -120,9 +121,12 @@ def prepare_embedded(
                     log(f"layer {layer:>2}: dashboards done")
                 del residuals
     if cfg.dashboards is not None:
-        corpus = corpus or build_corpus(loaded, cfg.corpus)
         saes = load_saes(loaded, wanted)
-        build_dashboards(loaded, saes, corpus, cfg.dashboards, force=cfg.force, progress=progress, log=log)
+        if cfg.force or dashboard_store.stale_layers(saes, wanted):  # never generate a corpus for nothing
+            corpus = corpus or build_corpus(loaded, cfg.corpus)
+            build_dashboards(loaded, saes, corpus, cfg.dashboards, force=cfg.force, progress=progress, log=log)
+        else:
+            log("dashboards: none missing")
     rows = read_prepare_report(preset)
     storage.atomic_write_json(
         embedded_sae_dir(preset) / "report.json",
