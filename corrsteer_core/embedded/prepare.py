@@ -126,7 +126,7 @@ def prepare_embedded(
             corpus = corpus or build_corpus(loaded, cfg.corpus)
             build_dashboards(loaded, saes, corpus, cfg.dashboards, force=cfg.force, progress=progress, log=log)
         else:
-            log("dashboards: none missing")
+            log("dashboards: all layers up to date")
     rows = read_prepare_report(preset)
     storage.atomic_write_json(
         embedded_sae_dir(preset) / "report.json",

@@ -51,7 +51,7 @@ def test_prepare_writes_loadable_sae_lens_folders_with_quality(embedded_preset, 
     logs: list[str] = []
     prepare_embedded(embedded_preset, PrepareConfig(layers=(3, 12)), log=logs.append)
     assert "none, all done" in logs[0]  # resumable: finished layers are not retrained
-    assert "dashboards: none missing" in logs  # nor is a corpus generated to find that nothing is left
+    assert "dashboards: all layers up to date" in logs  # nor is a corpus generated to find that nothing is left
 
 
 def test_presets_for_one_model_share_its_corpus(embedded_preset, prepared):
