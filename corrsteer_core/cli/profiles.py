@@ -26,16 +26,10 @@ _SUFFIXES = {"safetensors": (".json", ".safetensors"), "gguf": (".gguf",), "lm-e
 
 @command("export")
 def _export(args: argparse.Namespace) -> int:
-    from corrsteer_core.profile_store import find_profile
-
     fmt = args.format or "safetensors"
     out = check_output_file(args.out, "--out", _SUFFIXES[fmt])
     check_device(args.device)
-    profile = find_profile(args.profile)
-    if args.enable is not None:
-        profile = profile.with_enabled(_enabled_layers(profile, args.enable))
-    if args.scale is not None:
-        profile = profile.with_global_scale(args.scale)
+    profile = _dialled_profile(args)
     if fmt == "safetensors" and out.suffix.lower() == ".json":
         profile.save(out)
         emit(args, {"written": str(out)}, f"wrote {out}")
@@ -54,6 +48,18 @@ def _export(args: argparse.Namespace) -> int:
     written = [str(out)] + ([str(export_formats.card_path(out))] if fmt != "safetensors" else [])
     emit(args, {"written": written}, "wrote " + ", ".join(written))
     return 0
+
+
+def _dialled_profile(args: argparse.Namespace) -> Any:
+    """The saved profile ``args.profile`` with ``--enable`` and ``--scale`` applied (export, check-export)."""
+    from corrsteer_core.profile_store import find_profile
+
+    profile = find_profile(args.profile)
+    if args.enable is not None:
+        profile = profile.with_enabled(_enabled_layers(profile, args.enable))
+    if args.scale is not None:
+        profile = profile.with_global_scale(args.scale)
+    return profile
 
 
 def _enabled_layers(profile: Any, text: str) -> set[int] | None:
@@ -75,16 +81,11 @@ def _check_export(args: argparse.Namespace) -> int:
     from corrsteer_core.embedded.model import find_embedded_gguf
     from corrsteer_core.export_formats import check_exportable
     from corrsteer_core.presets import get_preset
-    from corrsteer_core.profile_store import find_profile
 
     if args.n is not None and args.n < 1:
         raise ConfigError(f"--n must be at least 1, got {args.n}")
     check_device(args.device)
-    profile = find_profile(args.profile)
-    if args.enable is not None:
-        profile = profile.with_enabled(_enabled_layers(profile, args.enable))
-    if args.scale is not None:
-        profile = profile.with_global_scale(args.scale)
+    profile = _dialled_profile(args)
     check_exportable(profile, "gguf")
     preset = get_preset(profile.preset)
     if preset.model.gguf_file is None:
