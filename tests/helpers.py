@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import string
 from pathlib import Path
+from typing import Any
 
 import torch
 import yaml
@@ -154,3 +156,40 @@ def toy_task(n: int = 48, seed: int = 0, max_new_tokens: int = 8) -> object:
         source="tests",
         strata_keys=("group",),
     )
+
+
+def demo_profile(
+    loaded: Any,
+    saes: Any,
+    layers: tuple[int, ...] = (1, 3),
+    *,
+    feature: int | None = None,
+    coefficient: float | None = None,
+    **changes: Any,
+) -> Any:
+    """A hand-made profile for ``loaded`` and ``saes`` steering ``layers``: feature 3 + L with coefficient
+    2 + L at layer L unless ``feature`` / ``coefficient`` are given; ``changes`` replace profile fields."""
+    from corrsteer_core.metadata import Provenance, TaskInfo
+    from corrsteer_core.profile import LayerSetting, SteeringProfile
+
+    settings = tuple(
+        LayerSetting(
+            layer=L,
+            feature=3 + L if feature is None else feature,
+            coefficient=2.0 + L if coefficient is None else coefficient,
+            hook_name=saes.hook_names[L],
+            sae_id=saes.sae_ids[L],
+            fingerprint=saes.fingerprint(L),
+            r=0.3,
+        )
+        for L in layers
+    )
+    base = SteeringProfile(
+        preset=loaded.preset.name,
+        model_id=loaded.preset.model.hf_id,
+        d_model=loaded.d_model,
+        layers=settings,
+        name="demo",
+        provenance=Provenance(task=TaskInfo(name="toy")),
+    )
+    return dataclasses.replace(base, **changes)

@@ -17,8 +17,8 @@ from corrsteer_core.export_formats import (
     write_gguf,
     write_lm_eval,
 )
-from corrsteer_core.metadata import Provenance, TaskInfo
-from corrsteer_core.profile import LayerSetting, SteeringProfile
+from corrsteer_core.profile import SteeringProfile
+from tests.helpers import demo_profile
 
 _EVAL = {
     "split": "test",
@@ -39,28 +39,7 @@ _EVAL = {
 
 
 def _profile(tiny, saes, layers=(1, 3), **changes) -> SteeringProfile:
-    settings = tuple(
-        LayerSetting(
-            layer=L,
-            feature=3 + L,
-            coefficient=2.0 + L,
-            hook_name=saes.hook_names[L],
-            sae_id=saes.sae_ids[L],
-            fingerprint=saes.fingerprint(L),
-            r=0.3,
-        )
-        for L in layers
-    )
-    base = SteeringProfile(
-        preset=tiny.preset.name,
-        model_id=tiny.preset.model.hf_id,
-        d_model=tiny.d_model,
-        layers=settings,
-        name="demo",
-        provenance=Provenance(task=TaskInfo(name="toy")),
-        evaluation=_EVAL,
-    )
-    return dataclasses.replace(base, **changes)
+    return demo_profile(tiny, saes, layers, **{"evaluation": _EVAL, **changes})
 
 
 def test_gguf_control_vector_reads_back_in_llama_cpp_numbering(tiny, tiny_saes, tmp_path):

@@ -9,33 +9,13 @@ import pytest
 import torch
 
 from corrsteer_core.errors import ProfileError
-from corrsteer_core.metadata import Provenance, TaskInfo
-from corrsteer_core.profile import LayerSetting, SteeringProfile, load_profile
+from corrsteer_core.profile import SteeringProfile, load_profile
 from corrsteer_core.profile_store import find_profile, list_saved_profiles, save_named_profile, unique_profile_name
+from tests.helpers import demo_profile
 
 
 def _profile(tiny, saes, **changes) -> SteeringProfile:
-    layers = tuple(
-        LayerSetting(
-            layer=L,
-            feature=3 + L,
-            coefficient=2.0 + L,
-            hook_name=saes.hook_names[L],
-            sae_id=saes.sae_ids[L],
-            fingerprint=saes.fingerprint(L),
-            r=0.3,
-        )
-        for L in (1, 3)
-    )
-    base = SteeringProfile(
-        preset=tiny.preset.name,
-        model_id=tiny.preset.model.hf_id,
-        d_model=tiny.d_model,
-        layers=layers,
-        name="demo",
-        provenance=Provenance(task=TaskInfo(name="toy")),
-    )
-    return dataclasses.replace(base, **changes)
+    return demo_profile(tiny, saes, **changes)
 
 
 def test_vectors_are_coefficient_times_scales_times_direction(tiny, tiny_saes):

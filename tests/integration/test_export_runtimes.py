@@ -11,6 +11,7 @@ import torch
 
 from corrsteer_core.embedded.model import find_embedded_gguf
 from corrsteer_core.generation import encode_prompts
+from tests.helpers import demo_profile
 
 pytestmark = pytest.mark.slow
 
@@ -56,27 +57,8 @@ def test_lm_eval_steered_model_runs_the_exported_file_on_a_tiny_local_task(embed
 
     from corrsteer_core.embedded.model import embedded_model_dir
     from corrsteer_core.export_formats import write_lm_eval
-    from corrsteer_core.metadata import Provenance, TaskInfo
-    from corrsteer_core.profile import LayerSetting, SteeringProfile
 
-    settings = tuple(
-        LayerSetting(
-            layer=L,
-            feature=1,
-            coefficient=8.0,
-            hook_name=embedded_saes.hook_names[L],
-            fingerprint=embedded_saes.fingerprint(L),
-        )
-        for L in (3, 12)
-    )
-    profile = SteeringProfile(
-        preset=embedded.preset.name,
-        model_id=embedded.preset.model.hf_id,
-        d_model=embedded.d_model,
-        layers=settings,
-        name="t",
-        provenance=Provenance(task=TaskInfo(name="yesno")),
-    )
+    profile = demo_profile(embedded, embedded_saes, (3, 12), feature=1, coefficient=8.0, name="t")
     steer = write_lm_eval(profile, embedded_saes, tmp_path / "steer.pt")
     rows = [{"q": f"Is {a} bigger than {b}?", "label": int(a <= b)} for a, b in ((3, 2), (1, 5), (9, 4), (2, 8))]
     (tmp_path / "items.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
